@@ -1,0 +1,6 @@
+"""`python -m tracker` runs the command-line interface."""
+
+from tracker.cli import cli
+
+if __name__ == "__main__":
+    cli()

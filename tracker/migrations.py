@@ -1,0 +1,212 @@
+"""The database schema: one `sqlite_utils.Migrations` set, applied on every open.
+
+Never edit a migration that has shipped; add the next `mNNN_...` function instead.
+Dates are ISO-8601 UTC text; JSON lists are stored as JSON text.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("tracker")
+
+
+@migrations()
+def m001_create_papers(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE papers (
+            arxiv_id TEXT PRIMARY KEY,          -- without version: 2301.01234 or hep-th/9901001
+            version INTEGER NOT NULL,
+            title TEXT NOT NULL,
+            abstract TEXT NOT NULL DEFAULT '',
+            authors TEXT NOT NULL DEFAULT '[]', -- JSON list of names, in order
+            primary_category TEXT,
+            categories TEXT NOT NULL DEFAULT '[]', -- JSON list, primary first
+            published TEXT,                     -- first version, ISO UTC
+            updated TEXT,                       -- this version, ISO UTC
+            comment TEXT,
+            journal_ref TEXT,
+            doi TEXT,
+            abs_url TEXT,
+            pdf_url TEXT,
+            first_seen TEXT NOT NULL,
+            announce_type TEXT,                 -- new / cross / replace / replace-cross (latest seen)
+            announced TEXT,                     -- date of that announcement, YYYY-MM-DD
+            needs_metadata INTEGER NOT NULL DEFAULT 0, -- 1: only seen in a feed, full record still to fetch
+            tags TEXT NOT NULL DEFAULT '[]',    -- JSON list of tag slugs (mirror of paper_tags, for facets)
+            tagged_by TEXT                      -- model_id that last classified this paper
+        );
+        CREATE INDEX idx_papers_published ON papers(published);
+        CREATE INDEX idx_papers_announced ON papers(announced);
+        CREATE INDEX idx_papers_primary ON papers(primary_category);
+        CREATE INDEX idx_papers_tagged_by ON papers(tagged_by);
+
+        CREATE TABLE authors (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE
+        );
+        CREATE TABLE paper_authors (
+            arxiv_id TEXT NOT NULL REFERENCES papers(arxiv_id),
+            author_id INTEGER NOT NULL REFERENCES authors(id),
+            position INTEGER NOT NULL,
+            PRIMARY KEY (arxiv_id, author_id)
+        );
+        CREATE INDEX idx_paper_authors_author ON paper_authors(author_id);
+
+        CREATE TABLE paper_versions (
+            arxiv_id TEXT NOT NULL REFERENCES papers(arxiv_id),
+            version INTEGER NOT NULL,
+            updated TEXT,                       -- date arXiv gives for this version
+            first_seen TEXT NOT NULL,
+            PRIMARY KEY (arxiv_id, version)
+        );
+
+        CREATE TABLE announcements (
+            arxiv_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            announce_type TEXT NOT NULL,
+            announced TEXT NOT NULL,            -- YYYY-MM-DD of the feed
+            feed TEXT NOT NULL,
+            PRIMARY KEY (arxiv_id, announced, feed)
+        );
+        CREATE INDEX idx_announcements_announced ON announcements(announced);
+
+        CREATE TABLE sync_runs (
+            id INTEGER PRIMARY KEY,
+            started TEXT NOT NULL,
+            finished TEXT,
+            source TEXT NOT NULL,               -- api / rss / load / oai / demo
+            query TEXT NOT NULL,
+            window_since TEXT,
+            window_until TEXT,
+            new INTEGER NOT NULL DEFAULT 0,
+            updated INTEGER NOT NULL DEFAULT 0,
+            unchanged INTEGER NOT NULL DEFAULT 0,
+            requests INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL,               -- running / ok / empty / failed
+            error TEXT
+        );
+        CREATE INDEX idx_sync_runs_started ON sync_runs(started);
+
+        CREATE TABLE sync_state (
+            query_key TEXT PRIMARY KEY,         -- e.g. api:cat:cs.CV OR cat:cs.CL
+            watermark TEXT,                     -- end of the last complete window, ISO UTC
+            resume_since TEXT,                  -- an interrupted window, to finish first
+            resume_until TEXT,
+            resume_offset INTEGER,
+            updated TEXT NOT NULL
+        );
+        """
+    )
+
+
+@migrations()
+def m002_create_tags(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE paper_tags (
+            arxiv_id TEXT NOT NULL REFERENCES papers(arxiv_id),
+            tag TEXT NOT NULL,
+            facet TEXT NOT NULL,
+            score REAL NOT NULL,
+            source TEXT NOT NULL,               -- rule / model / manual
+            model_id TEXT,
+            PRIMARY KEY (arxiv_id, tag)
+        );
+        CREATE INDEX idx_paper_tags_tag ON paper_tags(tag, score);
+
+        CREATE TABLE manual_labels (
+            arxiv_id TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            action TEXT NOT NULL,               -- add / remove
+            created TEXT NOT NULL,
+            PRIMARY KEY (arxiv_id, tag)
+        );
+
+        -- Per-tag score and threshold of the latest model, kept also for tags a paper did not get,
+        -- so "uncertain" papers (near the threshold) can be listed for labelling.
+        CREATE TABLE tag_scores (
+            arxiv_id TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            score REAL NOT NULL,
+            threshold REAL NOT NULL,
+            model_id TEXT NOT NULL,
+            PRIMARY KEY (arxiv_id, tag)
+        );
+        """
+    )
+
+
+@migrations()
+def m003_create_digests(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE subscribers (
+            email TEXT PRIMARY KEY,
+            tags TEXT NOT NULL DEFAULT '[]',   -- JSON list; empty means all tags
+            created TEXT NOT NULL
+        );
+        CREATE TABLE digests (
+            recipient TEXT NOT NULL,
+            window TEXT NOT NULL,              -- e.g. 2026-W47 or 2026-11-16..2026-11-22
+            state TEXT NOT NULL,               -- sending / sent / failed / empty
+            attempts INTEGER NOT NULL DEFAULT 0,
+            papers INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            message_id TEXT,
+            updated TEXT NOT NULL,
+            PRIMARY KEY (recipient, window)
+        );
+        CREATE TABLE digest_papers (
+            recipient TEXT NOT NULL,
+            arxiv_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            window TEXT NOT NULL,
+            PRIMARY KEY (recipient, arxiv_id)
+        );
+        """
+    )
+
+
+@migrations()
+def m004_create_backfill(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE backfill_state (
+            harvest_key TEXT PRIMARY KEY,      -- endpoint + set + prefix + overall from/until
+            window_from TEXT NOT NULL,         -- current window being harvested
+            window_until TEXT NOT NULL,
+            token TEXT,                        -- resumption token within the window
+            records INTEGER NOT NULL DEFAULT 0,
+            done INTEGER NOT NULL DEFAULT 0,
+            updated TEXT NOT NULL
+        );
+        """
+    )
+
+
+@migrations()
+def m005_create_fts(db: Database) -> None:
+    # External-content FTS5 over papers, with triggers of our own: sqlite-utils' triggers fire on an
+    # update of any column, and classify updates `tags` on every paper, which would rewrite the index.
+    db.executescript(
+        """
+        CREATE VIRTUAL TABLE papers_fts USING fts5(
+            title, abstract, content='papers', tokenize='porter unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER papers_ai AFTER INSERT ON papers BEGIN
+            INSERT INTO papers_fts(rowid, title, abstract) VALUES (new.rowid, new.title, new.abstract);
+        END;
+        CREATE TRIGGER papers_ad AFTER DELETE ON papers BEGIN
+            INSERT INTO papers_fts(papers_fts, rowid, title, abstract)
+                VALUES ('delete', old.rowid, old.title, old.abstract);
+        END;
+        CREATE TRIGGER papers_au AFTER UPDATE OF title, abstract ON papers BEGIN
+            INSERT INTO papers_fts(papers_fts, rowid, title, abstract)
+                VALUES ('delete', old.rowid, old.title, old.abstract);
+            INSERT INTO papers_fts(rowid, title, abstract) VALUES (new.rowid, new.title, new.abstract);
+        END;
+        """
+    )

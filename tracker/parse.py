@@ -1,0 +1,263 @@
+"""Pure conversions from arXiv's formats to row dicts: API results, Atom pages, announcement feeds.
+
+No I/O here. Rows are `PaperRow` dicts whose keys are the `papers` column names. Timestamps are
+timezone-aware UTC rendered as ISO-8601 text; titles and abstracts have whitespace collapsed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Iterator, TypedDict
+
+import feedparser
+from lxml import etree
+
+from tracker.errors import InputError
+from tracker.xmlsafe import check_xml
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+ARXIV = "{http://arxiv.org/schemas/atom}"
+OPENSEARCH = "{http://a9.com/-/spec/opensearch/1.1/}"
+
+# New-style ids (0704.0001 onwards, 4+4 or 4+5 digits) and old-style archive/YYMMNNN ids, per
+# arXiv's "Understanding the arXiv identifier" (reference/arxiv-docs/arxiv_identifier.md).
+NEW_ID = re.compile(r"^\d{4}\.\d{4,5}$")
+OLD_ID = re.compile(r"^[a-z][a-z\-]*(\.[A-Z]{2})?/\d{7}$")
+VERSION_SUFFIX = re.compile(r"v(\d+)$")
+ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
+
+
+class PaperRow(TypedDict, total=False):
+    arxiv_id: str
+    version: int
+    title: str
+    abstract: str
+    authors: list[str]
+    primary_category: str | None
+    categories: list[str]
+    published: str | None
+    updated: str | None
+    comment: str | None
+    journal_ref: str | None
+    doi: str | None
+    abs_url: str | None
+    pdf_url: str | None
+    announce_type: str | None
+    announced: str | None
+    needs_metadata: int
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """One item of a daily announcement feed."""
+
+    arxiv_id: str
+    version: int
+    announce_type: str
+    announced: str  # YYYY-MM-DD
+    row: PaperRow  # what the feed itself says about the paper (a stub until the API fills it)
+
+
+@dataclass(frozen=True)
+class AtomPage:
+    """One page of an API response: its paging header and the rows it holds."""
+
+    total_results: int
+    start_index: int
+    items_per_page: int
+    rows: list[PaperRow]
+
+
+def collapse(text: str | None) -> str:
+    """Collapse runs of whitespace (arXiv wraps titles and abstracts) to single spaces."""
+    return " ".join((text or "").split())
+
+
+def split_versioned_id(raw: str) -> tuple[str, int | None]:
+    """`http://arxiv.org/abs/2301.01234v2` -> ("2301.01234", 2); old-style prefixes are kept."""
+    text = raw.strip()
+    for prefix in ("oai:arXiv.org:", "arXiv:", "arxiv:"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    if "/abs/" in text:
+        text = text.split("/abs/", 1)[1]
+    match = VERSION_SUFFIX.search(text)
+    if match:
+        return text[: match.start()], int(match.group(1))
+    return text, None
+
+
+def is_arxiv_id(arxiv_id: str) -> bool:
+    """True for a bare (unversioned) new- or old-style arXiv identifier."""
+    return bool(NEW_ID.match(arxiv_id) or OLD_ID.match(arxiv_id))
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """Aware datetime -> '2024-01-01T09:39:57+00:00' (UTC), None passes through."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def _parse_ts(text: str | None) -> str | None:
+    if not text:
+        return None
+    try:
+        return iso_utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def paper_from_result(result: Any) -> PaperRow:
+    """An `arxiv.Result` -> PaperRow."""
+    arxiv_id, version = split_versioned_id(result.entry_id)
+    return {
+        "arxiv_id": arxiv_id,
+        "version": version or 1,
+        "title": collapse(result.title),
+        "abstract": collapse(result.summary),
+        "authors": [a.name for a in result.authors],
+        "primary_category": result.primary_category or None,
+        "categories": list(result.categories),
+        "published": iso_utc(result.published),
+        "updated": iso_utc(result.updated),
+        "comment": collapse(result.comment) or None,
+        "journal_ref": collapse(result.journal_ref) or None,
+        "doi": result.doi or None,
+        "abs_url": f"https://arxiv.org/abs/{arxiv_id}",
+        "pdf_url": result.pdf_url or f"https://arxiv.org/pdf/{arxiv_id}v{version or 1}",
+    }
+
+
+def _entry_row(entry: etree._Element) -> PaperRow | None:
+    """One Atom `<entry>` element -> PaperRow (same fields as paper_from_result)."""
+    raw_id = entry.findtext(f"{ATOM}id")
+    if not raw_id or "/api/errors" in raw_id:
+        return None
+    arxiv_id, version = split_versioned_id(raw_id)
+    primary = entry.find(f"{ARXIV}primary_category")
+    pdf_url = None
+    for link in entry.iterfind(f"{ATOM}link"):
+        if link.get("title") == "pdf":
+            pdf_url = link.get("href")
+    return {
+        "arxiv_id": arxiv_id,
+        "version": version or 1,
+        "title": collapse(entry.findtext(f"{ATOM}title")),
+        "abstract": collapse(entry.findtext(f"{ATOM}summary")),
+        "authors": [collapse(a.findtext(f"{ATOM}name")) for a in entry.iterfind(f"{ATOM}author")],
+        "primary_category": primary.get("term") if primary is not None else None,
+        "categories": [c.get("term") for c in entry.iterfind(f"{ATOM}category") if c.get("term")],
+        "published": _parse_ts(entry.findtext(f"{ATOM}published")),
+        "updated": _parse_ts(entry.findtext(f"{ATOM}updated")),
+        "comment": collapse(entry.findtext(f"{ARXIV}comment")) or None,
+        "journal_ref": collapse(entry.findtext(f"{ARXIV}journal_ref")) or None,
+        "doi": entry.findtext(f"{ARXIV}doi") or None,
+        "abs_url": f"https://arxiv.org/abs/{arxiv_id}",
+        "pdf_url": pdf_url or f"https://arxiv.org/pdf/{arxiv_id}v{version or 1}",
+    }
+
+
+def api_error_message(root: etree._Element) -> str | None:
+    """The message of an API error feed (`<entry><id>.../api/errors#...`), or None."""
+    for entry in root.iterfind(f"{ATOM}entry"):
+        if "/api/errors" in (entry.findtext(f"{ATOM}id") or ""):
+            return collapse(entry.findtext(f"{ATOM}summary")) or "arXiv API error"
+    return None
+
+
+def page_from_atom(content: bytes, source: str) -> AtomPage:
+    """A saved or fetched API response -> AtomPage; error feeds and non-Atom bodies raise InputError."""
+    root = check_xml(content, source)
+    return page_from_root(root, source)
+
+
+def page_from_root(root: etree._Element, source: str) -> AtomPage:
+    """An already checked Atom root -> AtomPage."""
+    if root.tag != f"{ATOM}feed":
+        raise InputError(f"{source}: not an arXiv API Atom feed (root element {etree.QName(root).localname})")
+    message = api_error_message(root)
+    if message:
+        raise InputError(f"{source}: arXiv API error: {message}")
+
+    def number(tag: str) -> int:
+        text = root.findtext(f"{OPENSEARCH}{tag}")
+        try:
+            return int(text.strip()) if text else 0
+        except ValueError:
+            return 0
+
+    rows = [row for row in (_entry_row(e) for e in root.iterfind(f"{ATOM}entry")) if row]
+    return AtomPage(number("totalResults"), number("startIndex"), number("itemsPerPage"), rows)
+
+
+def _announce_date(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).date().isoformat()
+    except (TypeError, ValueError):
+        return None
+
+
+def announcements_from_rss(content: bytes, source: str) -> tuple[str | None, list[Announcement]]:
+    """An rss.arxiv.org feed (RSS 2.0) -> (channel date, announcements).
+
+    The bytes are checked strictly first; feedparser then reads the arXiv extension elements.
+    An empty feed (weekends, holidays: arXiv's `skipDays`) is a normal result, not an error.
+    """
+    root = check_xml(content, source)
+    if root.tag not in ("rss", "{http://www.w3.org/2005/Atom}feed", "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}RDF"):
+        raise InputError(f"{source}: not an announcement feed (root element {etree.QName(root).localname})")
+    parsed = feedparser.parse(content)
+    channel_date = _announce_date(parsed.feed.get("published") or parsed.feed.get("updated"))
+    items: list[Announcement] = []
+    for entry in parsed.entries:
+        raw_id = entry.get("id") or ""
+        arxiv_id, version = split_versioned_id(raw_id)
+        description = entry.get("summary", "")
+        announce_type = (entry.get("arxiv_announce_type") or "").strip()
+        if not announce_type:
+            match = re.search(r"Announce Type:\s*([\w-]+)", description)
+            announce_type = match.group(1) if match else ""
+        if announce_type not in ANNOUNCE_TYPES:
+            raise InputError(f"{source}: item {raw_id or '?'} has unknown announce type {announce_type!r}")
+        if not is_arxiv_id(arxiv_id):
+            raise InputError(f"{source}: item has an invalid arXiv id {raw_id!r}")
+        abstract = description.split("Abstract:", 1)[1] if "Abstract:" in description else ""
+        announced = _announce_date(entry.get("published")) or channel_date
+        if announced is None:
+            raise InputError(f"{source}: item {raw_id} has no announcement date")
+        authors = [a.strip() for a in (entry.get("author") or "").split(",") if a.strip()]
+        categories = [t.get("term") for t in entry.get("tags", []) if t.get("term")]
+        row: PaperRow = {
+            "arxiv_id": arxiv_id,
+            "version": version or 1,
+            "title": collapse(entry.get("title")),
+            "abstract": collapse(abstract),
+            "authors": authors,
+            "primary_category": categories[0] if categories else None,
+            "categories": categories,
+            "published": None,
+            "updated": None,
+            "comment": None,
+            "journal_ref": collapse(entry.get("arxiv_journal_reference")) or None,
+            "doi": entry.get("arxiv_doi") or None,
+            "abs_url": f"https://arxiv.org/abs/{arxiv_id}",
+            "pdf_url": f"https://arxiv.org/pdf/{arxiv_id}v{version or 1}",
+            "announce_type": announce_type,
+            "announced": announced,
+            "needs_metadata": 1,
+        }
+        items.append(Announcement(arxiv_id, version or 1, announce_type, announced, row))
+    return channel_date, items
+
+
+def iter_entries(content: bytes, source: str) -> Iterator[PaperRow]:
+    """Rows of a saved Atom page, for bulk `--load` ingestion."""
+    yield from page_from_atom(content, source).rows

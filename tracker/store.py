@@ -1,0 +1,591 @@
+"""Every read and write of the tracker database, and the lock that keeps writers to one at a time.
+
+The database is opened in WAL mode (Datasette reads while the nightly job writes) with a busy
+timeout, and pending migrations are applied on every open. Multi-row writes happen inside one
+transaction each, so a run killed at any instant leaves either all of a batch or none of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from sqlite_utils import Database
+
+from tracker.config import lock_path
+from tracker.errors import LockedError, TrackerError
+from tracker.migrations import migrations
+from tracker.parse import Announcement, PaperRow
+
+BUSY_TIMEOUT_MS = 30_000
+PAPER_COLUMNS = (
+    "arxiv_id", "version", "title", "abstract", "authors", "primary_category", "categories",
+    "published", "updated", "comment", "journal_ref", "doi", "abs_url", "pdf_url",
+    "announce_type", "announced", "needs_metadata",
+)  # fmt: skip
+
+
+def utcnow() -> str:
+    """Now, as the ISO-8601 UTC text every timestamp column holds."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def open_db(path: str | Path, *, migrate: bool = True) -> Database:
+    """Open (creating if needed) the database in WAL mode and bring its schema up to date."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise TrackerError(f"{path}: folder {path.parent} does not exist")
+    try:
+        db = Database(path)
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.enable_wal()
+        # NORMAL is safe in WAL mode: a crash can lose the last commit, never corrupt the file.
+        db.execute("PRAGMA synchronous = NORMAL")
+        if migrate and migrations.pending(db):
+            migrations.apply(db)
+    except Exception as exc:  # sqlite3.DatabaseError: "file is not a database", etc.
+        if isinstance(exc, TrackerError):
+            raise
+        raise TrackerError(f"{path}: cannot open database: {exc}") from None
+    return db
+
+
+@contextlib.contextmanager
+def writer_lock(db_path: str | Path, wait: float = 0.0) -> Iterator[None]:
+    """Hold the single-writer lock of `db_path`, waiting up to `wait` seconds before giving up.
+
+    An advisory `flock` on `<db>.lock`: the kernel drops it when the process dies, even on SIGKILL,
+    so a killed run never leaves a stale lock behind.
+    """
+    path = lock_path(db_path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                    raise LockedError(
+                        f"{db_path} is being written by another tracker process (pid {holder}); "
+                        "try again when it finishes, or pass --wait SECONDS"
+                    ) from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+@dataclass
+class Counts:
+    """What a write did: papers new to the database, updated to a newer version, or already current."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def __iadd__(self, other: "Counts") -> "Counts":
+        self.new += other.new
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        return self
+
+    @property
+    def total(self) -> int:
+        return self.new + self.updated + self.unchanged
+
+
+_UPSERT_SQL = """
+INSERT INTO papers ({cols}, first_seen) VALUES ({marks}, ?)
+ON CONFLICT(arxiv_id) DO UPDATE SET
+    version = excluded.version, title = excluded.title, abstract = excluded.abstract,
+    authors = excluded.authors, primary_category = COALESCE(excluded.primary_category, papers.primary_category),
+    categories = CASE WHEN excluded.categories = '[]' THEN papers.categories ELSE excluded.categories END,
+    published = COALESCE(excluded.published, papers.published), updated = COALESCE(excluded.updated, papers.updated),
+    comment = excluded.comment, journal_ref = excluded.journal_ref, doi = excluded.doi,
+    abs_url = excluded.abs_url, pdf_url = excluded.pdf_url,
+    announce_type = COALESCE(excluded.announce_type, papers.announce_type),
+    announced = COALESCE(excluded.announced, papers.announced),
+    needs_metadata = excluded.needs_metadata,
+    tagged_by = CASE WHEN papers.title = excluded.title AND papers.abstract = excluded.abstract
+                     THEN papers.tagged_by ELSE NULL END
+WHERE excluded.version > papers.version
+   OR (papers.needs_metadata = 1 AND excluded.needs_metadata = 0 AND excluded.version >= papers.version)
+""".format(cols=", ".join(PAPER_COLUMNS), marks=", ".join("?" for _ in PAPER_COLUMNS))
+
+
+def _existing_versions(db: Database, ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    found: dict[str, tuple[int, int]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" for _ in chunk)
+        for arxiv_id, version, stub in db.conn.execute(
+            f"SELECT arxiv_id, version, needs_metadata FROM papers WHERE arxiv_id IN ({marks})", chunk
+        ):
+            found[arxiv_id] = (version, stub)
+    return found
+
+
+def save_papers(db: Database, rows: Iterable[PaperRow], now: str | None = None) -> Counts:
+    """Upsert paper rows in one transaction; a newer version updates, an older or equal one never does.
+
+    Each new version is also recorded in `paper_versions`, and authors are linked many-to-many.
+    """
+    now = now or utcnow()
+    best: dict[str, PaperRow] = {}
+    for row in rows:  # keep the newest version of each id in the batch
+        seen = best.get(row["arxiv_id"])
+        if seen is None or row["version"] > seen["version"] or (
+            row["version"] == seen["version"] and seen.get("needs_metadata") and not row.get("needs_metadata")
+        ):
+            best[row["arxiv_id"]] = row
+    existing = _existing_versions(db, list(best))
+    counts = Counts()
+    changed: list[PaperRow] = []
+    for arxiv_id, row in best.items():
+        old = existing.get(arxiv_id)
+        is_stub = bool(row.get("needs_metadata"))
+        if old is None:
+            counts.new += 1
+        elif row["version"] > old[0] or (old[1] == 1 and not is_stub and row["version"] >= old[0]):
+            counts.updated += 1
+        else:
+            counts.unchanged += 1
+            continue
+        changed.append(row)
+    if not changed:
+        return counts
+    with db.atomic():
+        db.conn.executemany(_UPSERT_SQL, (_paper_values(row, now) for row in changed))
+        db.conn.executemany(
+            "INSERT OR IGNORE INTO paper_versions (arxiv_id, version, updated, first_seen) VALUES (?, ?, ?, ?)",
+            ((r["arxiv_id"], r["version"], r.get("updated"), now) for r in changed if not r.get("needs_metadata")),
+        )
+        _link_authors(db, changed)
+    return counts
+
+
+def _paper_values(row: PaperRow, now: str) -> tuple[Any, ...]:
+    values: list[Any] = []
+    for col in PAPER_COLUMNS:
+        value = row.get(col)
+        if col in ("authors", "categories"):
+            value = json.dumps(value or [], ensure_ascii=False)
+        elif col == "needs_metadata":
+            value = int(value or 0)
+        values.append(value)
+    values.append(now)
+    return tuple(values)
+
+
+def _link_authors(db: Database, rows: Sequence[PaperRow]) -> None:
+    names = {name for row in rows for name in row.get("authors") or [] if name}
+    if not names:
+        return
+    conn = db.conn
+    conn.executemany("INSERT OR IGNORE INTO authors (name) VALUES (?)", ((n,) for n in names))
+    ids: dict[str, int] = {}
+    name_list = list(names)
+    for start in range(0, len(name_list), 500):
+        chunk = name_list[start : start + 500]
+        marks = ",".join("?" for _ in chunk)
+        ids.update(conn.execute(f"SELECT name, id FROM authors WHERE name IN ({marks})", chunk).fetchall())
+    paper_ids = [(r["arxiv_id"],) for r in rows]
+    conn.executemany("DELETE FROM paper_authors WHERE arxiv_id = ?", paper_ids)
+    conn.executemany(
+        "INSERT OR IGNORE INTO paper_authors (arxiv_id, author_id, position) VALUES (?, ?, ?)",
+        (
+            (row["arxiv_id"], ids[name], position)
+            for row in rows
+            for position, name in enumerate(row.get("authors") or [])
+            if name in ids
+        ),
+    )
+
+
+def save_announcements(db: Database, items: Sequence[Announcement], feed: str, now: str | None = None) -> Counts:
+    """Record a feed's announcements and store a stub for each paper the database lacks (or has older).
+
+    Stubs carry `needs_metadata = 1` until `papers_needing_metadata` is fetched from the API.
+    Returns counts of stub papers new / updated / unchanged, all in one transaction.
+    """
+    now = now or utcnow()
+    with db.atomic():
+        db.conn.executemany(
+            "INSERT OR REPLACE INTO announcements (arxiv_id, version, announce_type, announced, feed) "
+            "VALUES (?, ?, ?, ?, ?)",
+            ((a.arxiv_id, a.version, a.announce_type, a.announced, feed) for a in items),
+        )
+        counts = save_papers(db, [a.row for a in items], now)
+        # A paper we already hold at this version still gets its latest announcement type and date.
+        db.conn.executemany(
+            "UPDATE papers SET announce_type = ?, announced = ? WHERE arxiv_id = ? AND version <= ? "
+            "AND (announced IS NULL OR announced <= ?)",
+            ((a.announce_type, a.announced, a.arxiv_id, a.version, a.announced) for a in items),
+        )
+    return counts
+
+
+def papers_needing_metadata(db: Database) -> list[str]:
+    """Ids seen only in a feed so far, whose full record must come from the API."""
+    return [r[0] for r in db.conn.execute("SELECT arxiv_id FROM papers WHERE needs_metadata = 1 ORDER BY arxiv_id")]
+
+
+def known_versions(db: Database, ids: Sequence[str]) -> dict[str, int]:
+    """{arxiv_id: stored version} for those of `ids` that are stored with full metadata."""
+    return {k: v for k, (v, stub) in _existing_versions(db, ids).items() if not stub}
+
+
+# -- sync runs and watermarks ------------------------------------------------------------------
+
+
+def start_run(db: Database, source: str, query: str, since: str | None, until: str | None) -> int:
+    """Open a sync_runs row in state 'running' and return its id."""
+    with db.atomic():
+        cursor = db.conn.execute(
+            "INSERT INTO sync_runs (started, source, query, window_since, window_until, status) "
+            "VALUES (?, ?, ?, ?, ?, 'running')",
+            (utcnow(), source, query, since, until),
+        )
+    return int(cursor.lastrowid or 0)
+
+
+def finish_run(db: Database, run_id: int, counts: Counts, requests: int, status: str, error: str | None = None) -> None:
+    """Close a sync_runs row: ok (papers seen), empty (nothing announced: still success) or failed."""
+    with db.atomic():
+        db.conn.execute(
+            "UPDATE sync_runs SET finished = ?, new = ?, updated = ?, unchanged = ?, requests = ?, status = ?, "
+            "error = ? WHERE id = ?",
+            (utcnow(), counts.new, counts.updated, counts.unchanged, requests, status, error, run_id),
+        )
+
+
+def progress_run(db: Database, run_id: int, counts: Counts, requests: int) -> None:
+    """Keep a running row's counts current (called inside the batch's transaction)."""
+    db.conn.execute(
+        "UPDATE sync_runs SET new = ?, updated = ?, unchanged = ?, requests = ? WHERE id = ?",
+        (counts.new, counts.updated, counts.unchanged, requests, run_id),
+    )
+
+
+def mark_abandoned_runs(db: Database) -> int:
+    """Runs left 'running' by a killed process become 'failed', so status and the run log tell the truth."""
+    with db.atomic():
+        cursor = db.conn.execute(
+            "UPDATE sync_runs SET status = 'failed', finished = COALESCE(finished, ?), "
+            "error = COALESCE(error, 'interrupted: the process ended before the run finished') "
+            "WHERE status = 'running'",
+            (utcnow(),),
+        )
+    return cursor.rowcount
+
+
+@dataclass
+class SyncState:
+    """Where a query's incremental sync stands."""
+
+    query_key: str
+    watermark: str | None = None
+    resume_since: str | None = None
+    resume_until: str | None = None
+    resume_offset: int | None = None
+
+
+def get_state(db: Database, query_key: str) -> SyncState:
+    row = db.conn.execute(
+        "SELECT watermark, resume_since, resume_until, resume_offset FROM sync_state WHERE query_key = ?",
+        (query_key,),
+    ).fetchone()
+    if row is None:
+        return SyncState(query_key)
+    return SyncState(query_key, *row)
+
+
+def save_state(db: Database, state: SyncState) -> None:
+    """Write a query's watermark / resume point (call inside the batch's transaction)."""
+    db.conn.execute(
+        "INSERT INTO sync_state (query_key, watermark, resume_since, resume_until, resume_offset, updated) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(query_key) DO UPDATE SET watermark = excluded.watermark, "
+        "resume_since = excluded.resume_since, resume_until = excluded.resume_until, "
+        "resume_offset = excluded.resume_offset, updated = excluded.updated",
+        (state.query_key, state.watermark, state.resume_since, state.resume_until, state.resume_offset, utcnow()),
+    )
+
+
+def table_counts(db: Database) -> dict[str, int]:
+    """Row counts of the main tables, for the end-of-run summary and `status`."""
+    tables = ("papers", "paper_versions", "announcements", "authors", "paper_tags", "sync_runs")
+    return {t: int(db.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}
+
+
+# -- digest, subscriptions and status ----------------------------------------------------------
+
+# The day a paper counts for in a digest or a trend: its announcement date (RSS), else the date of
+# its current version (API records carry no announcement date).
+EVENT_DATE_SQL = "COALESCE(p.announced, substr(p.updated, 1, 10), substr(p.published, 1, 10))"
+
+
+def tagged_papers_between(db: Database, since: str, until: str) -> list[dict[str, Any]]:
+    """Papers whose event day lies in [since, until] (YYYY-MM-DD, inclusive), one row per tag they carry."""
+    sql = f"""
+        SELECT p.arxiv_id, p.version, p.title, p.abstract, p.authors, p.primary_category, p.published,
+               p.updated, p.announced, p.announce_type, p.abs_url, t.tag, t.facet, t.score, t.source
+        FROM papers p JOIN paper_tags t ON t.arxiv_id = p.arxiv_id
+        WHERE {EVENT_DATE_SQL} BETWEEN ? AND ? AND p.needs_metadata = 0
+    """
+    return list(db.query(sql, [since, until]))
+
+
+def papers_between_count(db: Database, since: str, until: str) -> int:
+    """How many papers (tagged or not) have their event day in [since, until]."""
+    sql = f"SELECT count(*) FROM papers p WHERE {EVENT_DATE_SQL} BETWEEN ? AND ?"
+    return int(db.conn.execute(sql, (since, until)).fetchone()[0])
+
+
+def tag_counts_by_week(db: Database, since: str, until: str) -> list[tuple[str, str, int]]:
+    """(tag, Monday of the ISO week, papers) for every tag and week with papers in [since, until]."""
+    # date(d, 'weekday 0', '-6 days'): the Sunday on or after d, minus six days = that week's Monday.
+    sql = f"""
+        SELECT t.tag, date({EVENT_DATE_SQL}, 'weekday 0', '-6 days') AS monday, count(*)
+        FROM papers p JOIN paper_tags t ON t.arxiv_id = p.arxiv_id
+        WHERE {EVENT_DATE_SQL} BETWEEN ? AND ?
+        GROUP BY t.tag, monday
+    """
+    return [(r[0], r[1], int(r[2])) for r in db.conn.execute(sql, (since, until))]
+
+
+def stored_tags(db: Database) -> list[tuple[str, str]]:
+    """(tag, facet) pairs present in paper_tags, for when no taxonomy file is at hand."""
+    return [(r[0], r[1]) for r in db.conn.execute("SELECT DISTINCT tag, facet FROM paper_tags ORDER BY facet, tag")]
+
+
+def list_subscribers(db: Database) -> list[tuple[str, list[str]]]:
+    """(email, tags) of every subscriber; an empty tag list means all tags."""
+    return [(r[0], json.loads(r[1])) for r in db.conn.execute("SELECT email, tags FROM subscribers ORDER BY email")]
+
+
+def save_subscriber(db: Database, email: str, tags: Sequence[str]) -> bool:
+    """Add a subscriber or replace their tag choice; True when the address is new."""
+    with db.atomic():
+        existed = db.conn.execute("SELECT 1 FROM subscribers WHERE email = ?", (email,)).fetchone()
+        db.conn.execute(
+            "INSERT INTO subscribers (email, tags, created) VALUES (?, ?, ?) "
+            "ON CONFLICT(email) DO UPDATE SET tags = excluded.tags",
+            (email, json.dumps(sorted(set(tags))), utcnow()),
+        )
+    return existed is None
+
+
+def delete_subscriber(db: Database, email: str) -> bool:
+    """Remove a subscriber (their digest history stays, so a re-subscribe does not resend); True if found."""
+    with db.atomic():
+        cursor = db.conn.execute("DELETE FROM subscribers WHERE email = ?", (email,))
+    return cursor.rowcount > 0
+
+
+def digest_record(db: Database, recipient: str, window: str) -> dict[str, Any] | None:
+    """The digests row of (recipient, window), or None if it was never attempted."""
+    rows = list(db.query("SELECT * FROM digests WHERE recipient = ? AND window = ?", [recipient, window]))
+    return rows[0] if rows else None
+
+
+def sent_versions(db: Database, recipient: str) -> dict[str, int]:
+    """{arxiv_id: version} of every paper a recipient has already been sent."""
+    return dict(db.conn.execute("SELECT arxiv_id, version FROM digest_papers WHERE recipient = ?", (recipient,)))
+
+
+def begin_digest(db: Database, recipient: str, window: str) -> int:
+    """Mark (recipient, window) as being sent, before the SMTP conversation; returns the attempt number."""
+    with db.atomic():
+        db.conn.execute(
+            "INSERT INTO digests (recipient, window, state, attempts, updated) VALUES (?, ?, 'sending', 1, ?) "
+            "ON CONFLICT(recipient, window) DO UPDATE SET state = 'sending', attempts = attempts + 1, "
+            "error = NULL, updated = excluded.updated",
+            (recipient, window, utcnow()),
+        )
+        row = db.conn.execute(
+            "SELECT attempts FROM digests WHERE recipient = ? AND window = ?", (recipient, window)
+        ).fetchone()
+    return int(row[0])
+
+
+def finish_digest(
+    db: Database,
+    recipient: str,
+    window: str,
+    state: str,
+    papers: Sequence[tuple[str, int]] = (),
+    message_id: str | None = None,
+    error: str | None = None,
+) -> None:
+    """Record the outcome of (recipient, window): sent (with the papers it carried), failed or empty."""
+    with db.atomic():
+        db.conn.execute(
+            "INSERT INTO digests (recipient, window, state, attempts, papers, error, message_id, updated) "
+            "VALUES (?, ?, ?, 0, ?, ?, ?, ?) ON CONFLICT(recipient, window) DO UPDATE SET state = excluded.state, "
+            "papers = excluded.papers, error = excluded.error, "
+            "message_id = COALESCE(excluded.message_id, digests.message_id), updated = excluded.updated",
+            (recipient, window, state, len(papers), error, message_id, utcnow()),
+        )
+        db.conn.executemany(
+            "INSERT OR REPLACE INTO digest_papers (recipient, arxiv_id, version, window) VALUES (?, ?, ?, ?)",
+            ((recipient, arxiv_id, version, window) for arxiv_id, version in papers),
+        )
+
+
+def recent_digests(db: Database, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest digests rows, newest first (for `status`)."""
+    return list(db.query("SELECT * FROM digests ORDER BY updated DESC LIMIT ?", [limit]))
+
+
+def papers_per_day(db: Database, since: str, until: str) -> dict[str, int]:
+    """{YYYY-MM-DD: papers} by event day in [since, until]."""
+    sql = f"SELECT {EVENT_DATE_SQL} AS day, count(*) FROM papers p WHERE day BETWEEN ? AND ? GROUP BY day"
+    return {r[0]: int(r[1]) for r in db.conn.execute(sql, (since, until))}
+
+
+def newest_announced(db: Database) -> str | None:
+    """The latest announcement date held (feeds), or None if only API records were ever stored."""
+    row = db.conn.execute(
+        "SELECT max(d) FROM (SELECT max(announced) AS d FROM papers UNION ALL SELECT max(announced) FROM announcements)"
+    ).fetchone()
+    return row[0] if row else None
+
+
+def newest_updated(db: Database) -> str | None:
+    """The latest version timestamp held (ISO UTC), or None for an empty database."""
+    row = db.conn.execute("SELECT max(updated) FROM papers WHERE needs_metadata = 0").fetchone()
+    return row[0] if row else None
+
+
+def sync_run_summary(db: Database) -> dict[str, dict[str, Any] | None]:
+    """The last sync run, the last successful one (ok or empty) and the last failed one."""
+    def one(where: str) -> dict[str, Any] | None:
+        rows = list(db.query(f"SELECT * FROM sync_runs {where} ORDER BY started DESC, id DESC LIMIT 1"))
+        return rows[0] if rows else None
+
+    return {
+        "last": one("WHERE status != 'running'"),
+        "last_ok": one("WHERE status IN ('ok', 'empty')"),
+        "last_failed": one("WHERE status = 'failed'"),
+        "running": one("WHERE status = 'running'"),
+    }
+
+
+# -- backfill ----------------------------------------------------------------------------------
+
+
+@dataclass
+class BackfillState:
+    """Where an OAI-PMH harvest stands: its current window, the token inside it, records kept so far."""
+
+    harvest_key: str
+    window_from: str
+    window_until: str
+    token: str | None = None
+    records: int = 0
+    done: bool = False
+
+
+def get_backfill_state(db: Database, harvest_key: str) -> BackfillState | None:
+    """The saved progress of a harvest, or None if it never started."""
+    row = db.conn.execute(
+        "SELECT window_from, window_until, token, records, done FROM backfill_state WHERE harvest_key = ?",
+        (harvest_key,),
+    ).fetchone()
+    if row is None:
+        return None
+    return BackfillState(harvest_key, row[0], row[1], row[2], int(row[3]), bool(row[4]))
+
+
+def save_backfill_state(db: Database, state: BackfillState) -> None:
+    """Write a harvest's progress (call inside the page's transaction, so data and progress commit together)."""
+    db.conn.execute(
+        "INSERT INTO backfill_state (harvest_key, window_from, window_until, token, records, done, updated) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(harvest_key) DO UPDATE SET window_from = excluded.window_from, "
+        "window_until = excluded.window_until, token = excluded.token, records = excluded.records, "
+        "done = excluded.done, updated = excluded.updated",
+        (state.harvest_key, state.window_from, state.window_until, state.token, state.records,
+         int(state.done), utcnow()),
+    )  # fmt: skip
+
+
+def save_paper_versions(db: Database, versions: Iterable[tuple[str, int, str | None]], now: str | None = None) -> int:
+    """Record earlier versions (arXivRaw history) in `paper_versions`; known ones are left as they are."""
+    now = now or utcnow()
+    with db.atomic():
+        cursor = db.conn.executemany(
+            "INSERT OR IGNORE INTO paper_versions (arxiv_id, version, updated, first_seen) VALUES (?, ?, ?, ?)",
+            ((arxiv_id, version, updated, now) for arxiv_id, version, updated in versions),
+        )
+    return max(cursor.rowcount, 0)
+
+
+# -- datasette / export ------------------------------------------------------------------------
+
+
+def open_existing(db_path: str | Path, wait: float = 60.0) -> Database:
+    """Open a tracker database that must already exist, for reading; a pending migration is applied first.
+
+    The writer lock is taken only when a migration is due, so reading never waits for a running sync.
+    A SQLite file that is not a tracker database is refused rather than given the tracker's tables.
+    """
+    path = Path(db_path)
+    if not path.is_file():
+        raise TrackerError(f"{path}: no such database; create it with `tracker sync {path}` or `tracker demo {path}`")
+    db = open_db(path, migrate=False)
+    tables = set(db.table_names())
+    if tables and not ({"papers", "_sqlite_migrations"} & tables):
+        db.close()
+        raise TrackerError(f"{path}: not a tracker database (it has no papers table)")
+    if migrations.pending(db):
+        with writer_lock(path, wait=wait):
+            migrations.apply(db)
+    return db
+
+
+def papers_for_export(db: Database, tag: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+    """Full-metadata papers (newest first) with `tags` = [{tag, facet, score, source}], optionally one tag's only.
+
+    :param since: YYYY-MM-DD; keeps papers whose event day (as in the digest) is on or after it.
+    """
+    where = ["p.needs_metadata = 0"]
+    params: list[Any] = []
+    if tag:
+        where.append("EXISTS (SELECT 1 FROM paper_tags x WHERE x.arxiv_id = p.arxiv_id AND x.tag = ?)")
+        params.append(tag)
+    if since:
+        where.append(f"{EVENT_DATE_SQL} >= ?")
+        params.append(since)
+    sql = f"""
+        SELECT p.*, {EVENT_DATE_SQL} AS day,
+               (SELECT json_group_array(json_object('tag', t.tag, 'facet', t.facet, 'score', t.score,
+                                                    'source', t.source))
+                FROM (SELECT * FROM paper_tags t WHERE t.arxiv_id = p.arxiv_id ORDER BY t.score DESC) t
+               ) AS tag_list
+        FROM papers p
+        WHERE {" AND ".join(where)}
+        ORDER BY day DESC, p.arxiv_id DESC
+    """
+    out = []
+    for row in db.query(sql, params):
+        row = dict(row)
+        for key in ("authors", "categories"):
+            row[key] = json.loads(row[key] or "[]")
+        row["tags"] = json.loads(row.pop("tag_list") or "[]")
+        out.append(row)
+    return out

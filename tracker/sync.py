@@ -1,0 +1,267 @@
+"""The nightly sync: plan the windows, page through the API, read the announcement feed, store.
+
+Incremental by a watermark per query (the end of the last complete window), kept in `sync_state`.
+Each page is stored in one transaction together with the resume point of its window, so a run killed
+at any moment leaves a consistent database and the next run resumes the interrupted window where it
+stopped, then catches up to now. Pages come newest first; a full page of papers already stored at the
+same version ends a window early (everything older was stored by an earlier complete run).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import arxiv
+from sqlite_utils import Database
+
+from tracker import store
+from tracker.errors import FetchError, InputError, TrackerError
+from tracker.fetch import PoliteSession, fetch_feed, fetch_results, make_client
+from tracker.parse import PaperRow, announcements_from_rss, page_from_root, paper_from_result
+from tracker.xmlsafe import check_xml
+
+log = logging.getLogger(__name__)
+ID_BATCH = 100  # ids per id_list request: keeps the URL short, as arXiv's manual suggests
+
+
+@dataclass
+class SyncOptions:
+    categories: tuple[str, ...]
+    since: date | None = None
+    until: date | None = None
+    api_url: str = "https://export.arxiv.org/api/query"
+    rss_url: str | None = "https://rss.arxiv.org/rss"
+    page_size: int = 100
+    overlap_days: float = 2.0
+    initial_days: float = 3.0
+    full: bool = False  # --all: never stop early on known papers
+
+
+@dataclass
+class SyncReport:
+    counts: store.Counts = field(default_factory=store.Counts)
+    requests: int = 0
+    seconds: float = 0.0
+    status: str = "ok"  # ok / empty
+    feed_items: int = 0
+    windows: list[tuple[str, str]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # announced ids the API did not return
+
+    def summary(self) -> str:
+        c = self.counts
+        return (
+            f"{c.new} new, {c.updated} updated, {c.unchanged} unchanged; "
+            f"{self.requests} requests; {self.seconds:.1f} s"
+        )
+
+
+Progress = Callable[[str], None]
+
+
+def category_query(categories: Sequence[str]) -> str:
+    """`cat:cs.CV OR cat:cs.CL ...` (parenthesised when there are several)."""
+    terms = " OR ".join(f"cat:{c}" for c in categories)
+    return f"({terms})" if len(categories) > 1 else terms
+
+
+def _stamp(value: datetime) -> str:
+    return value.strftime("%Y%m%d%H%M")
+
+
+def _parse_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value).astimezone(timezone.utc)
+
+
+def plan_windows(state: store.SyncState, opts: SyncOptions, now: datetime) -> list[tuple[datetime, datetime, int]]:
+    """(since, until, start offset) windows this run reads, oldest obligation first."""
+    if opts.since or opts.until:
+        since = datetime.combine(opts.since or (now - timedelta(days=opts.initial_days)).date(), datetime.min.time(), timezone.utc)
+        until = datetime.combine(opts.until or now.date(), datetime.max.time().replace(microsecond=0), timezone.utc)
+        until = min(until, now) if opts.until is None else until
+        offset = 0
+        if state.resume_since == since.isoformat() and state.resume_until == until.isoformat():
+            offset = state.resume_offset or 0
+        return [(since, until, offset)]
+    windows: list[tuple[datetime, datetime, int]] = []
+    watermark = _parse_iso(state.watermark) if state.watermark else None
+    if state.resume_since and state.resume_until:
+        resume_until = _parse_iso(state.resume_until)
+        windows.append((_parse_iso(state.resume_since), resume_until, state.resume_offset or 0))
+        watermark = max(watermark, resume_until) if watermark else resume_until
+    since = watermark - timedelta(days=opts.overlap_days) if watermark else now - timedelta(days=opts.initial_days)
+    windows.append((since, now, 0))
+    return windows
+
+
+class Syncer:
+    """One `tracker sync` run over one database."""
+
+    def __init__(self, db: Database, session: PoliteSession, opts: SyncOptions, progress: Progress | None = None):
+        self.db = db
+        self.session = session
+        self.opts = opts
+        self.progress = progress or (lambda message: None)
+        self.client = make_client(session, opts.api_url, opts.page_size)
+        self.report = SyncReport()
+        self.query = category_query(opts.categories)
+        self.key = f"api:{self.query}"
+
+    def run(self, now: datetime | None = None) -> SyncReport:
+        started = time.monotonic()
+        now = now or datetime.now(timezone.utc)
+        store.mark_abandoned_runs(self.db)
+        try:
+            for since, until, offset in plan_windows(store.get_state(self.db, self.key), self.opts, now):
+                self.sync_window(since, until, offset)
+            if self.opts.rss_url:
+                self.sync_feed()
+            self.complete_stubs()
+        finally:
+            self.report.requests = self.session.requests_made
+            self.report.seconds = time.monotonic() - started
+        if self.report.counts.new + self.report.counts.updated == 0 and not self.report.feed_items:
+            self.report.status = "empty"
+        return self.report
+
+    def sync_window(self, since: datetime, until: datetime, offset: int) -> None:
+        """Read one submittedDate window newest first, storing page by page with the resume point."""
+        self.report.windows.append((since.isoformat(), until.isoformat()))
+        search = arxiv.Search(
+            query=f"{self.query} AND submittedDate:[{_stamp(since)} TO {_stamp(until)}]",
+            max_results=None,  # every result of the window; the client pages through them
+            sort_by=arxiv.SortCriterion.SubmittedDate,
+            sort_order=arxiv.SortOrder.Descending,
+        )
+        run_id = store.start_run(self.db, "api", self.query, since.isoformat(), until.isoformat())
+        counts, first_request = store.Counts(), self.session.requests_made
+        resuming = offset > 0
+        position = offset
+        batch: list[PaperRow] = []
+        state = store.get_state(self.db, self.key)
+
+        def commit() -> store.Counts:
+            nonlocal position
+            with self.db.atomic():
+                page_counts = store.save_papers(self.db, batch)
+                position += len(batch)
+                state.resume_since, state.resume_until, state.resume_offset = since.isoformat(), until.isoformat(), position
+                store.save_state(self.db, state)
+                counts.__iadd__(page_counts)
+                store.progress_run(self.db, run_id, counts, self.session.requests_made - first_request)
+            self.progress(f"{since:%Y-%m-%d}..{until:%Y-%m-%d}: {position} papers read")
+            batch.clear()
+            return page_counts
+
+        try:
+            for result in fetch_results(self.client, search, offset):
+                batch.append(paper_from_result(result))
+                if len(batch) >= self.opts.page_size:
+                    page = commit()
+                    if not self.opts.full and not resuming and page.new == 0 and page.updated == 0:
+                        log.info("a full page of papers already stored: the rest of the window is known")
+                        break
+            if batch:
+                commit()
+        except TrackerError as exc:
+            store.finish_run(self.db, run_id, counts, self.session.requests_made - first_request, "failed", str(exc))
+            self.report.counts += counts
+            raise
+        with self.db.atomic():
+            if state.watermark is None or until.isoformat() > state.watermark:
+                state.watermark = until.isoformat()
+            state.resume_since = state.resume_until = None
+            state.resume_offset = None
+            store.save_state(self.db, state)
+        status = "ok" if counts.total else "empty"
+        store.finish_run(self.db, run_id, counts, self.session.requests_made - first_request, status)
+        self.report.counts += counts
+
+    def sync_feed(self) -> None:
+        """Read today's announcement feed: record new / cross / replace / replace-cross, stub unknown papers."""
+        assert self.opts.rss_url
+        feed_query = "+".join(self.opts.categories)
+        run_id = store.start_run(self.db, "rss", feed_query, None, None)
+        first_request = self.session.requests_made
+        try:
+            url, body = fetch_feed(self.session, self.opts.rss_url, list(self.opts.categories))
+            day, items = announcements_from_rss(body, url)
+            counts = store.save_announcements(self.db, items, feed_query)
+        except TrackerError as exc:
+            store.finish_run(self.db, run_id, store.Counts(), self.session.requests_made - first_request, "failed", str(exc))
+            raise
+        self.report.feed_items += len(items)
+        # Weekends and holidays: arXiv publishes an empty feed. That is a successful, empty run.
+        store.finish_run(self.db, run_id, counts, self.session.requests_made - first_request, "ok" if items else "empty")
+        self.report.counts.new += counts.new
+        self.progress(f"feed {day or '?'}: {len(items)} announcements")
+
+    def complete_stubs(self) -> None:
+        """Fetch full records (id_list, in batches) for papers seen only in a feed so far."""
+        ids = store.papers_needing_metadata(self.db)
+        if not ids:
+            return
+        run_id = store.start_run(self.db, "api", f"id_list ({len(ids)} ids)", None, None)
+        counts, first_request = store.Counts(), self.session.requests_made
+        try:
+            for start in range(0, len(ids), ID_BATCH):
+                chunk = ids[start : start + ID_BATCH]
+                search = arxiv.Search(id_list=chunk, max_results=len(chunk))
+                rows = [paper_from_result(r) for r in fetch_results(self.client, search)]
+                with self.db.atomic():
+                    counts.__iadd__(store.save_papers(self.db, rows))
+                self.progress(f"full records: {min(start + ID_BATCH, len(ids))}/{len(ids)}")
+        except TrackerError as exc:
+            store.finish_run(self.db, run_id, counts, self.session.requests_made - first_request, "failed", str(exc))
+            raise
+        self.report.missing = store.papers_needing_metadata(self.db)
+        if self.report.missing:
+            log.warning("%d announced papers are not (yet) in the API: %s", len(self.report.missing), ", ".join(self.report.missing[:5]))
+        # Not added to the report: each of these papers was counted when its announcement was stored.
+        store.finish_run(self.db, run_id, counts, self.session.requests_made - first_request, "ok")
+
+
+def load_files(db: Database, paths: Sequence[Path], progress: Progress | None = None) -> SyncReport:
+    """Ingest saved API pages and/or announcement feeds, all files in ONE transaction.
+
+    Any bad file (truncated, not XML, an entity bomb, an API error feed) rolls everything back, so the
+    database keeps exactly what it had. Pages are parsed one at a time: memory does not grow with files.
+    """
+    started = time.monotonic()
+    report = SyncReport()
+    progress = progress or (lambda message: None)
+    run_id = store.start_run(db, "load", f"{len(paths)} file(s)", None, None)
+    try:
+        with db.atomic():
+            for n, path in enumerate(paths, 1):
+                try:
+                    content = path.read_bytes()
+                except OSError as exc:
+                    raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+                root = check_xml(content, str(path))
+                if root.tag == "{http://www.w3.org/2005/Atom}feed" and root.find(
+                    "{http://a9.com/-/spec/opensearch/1.1/}totalResults"
+                ) is not None:
+                    report.counts += store.save_papers(db, page_from_root(root, str(path)).rows)
+                elif root.tag in ("rss", "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}RDF"):
+                    _, items = announcements_from_rss(content, str(path))
+                    report.counts += store.save_announcements(db, items, f"load:{path.name}")
+                    report.feed_items += len(items)
+                else:
+                    raise InputError(f"{path}: neither an arXiv API page nor an announcement feed")
+                if n % 20 == 0 or n == len(paths):
+                    progress(f"{n}/{len(paths)} files, {report.counts.total} papers")
+    except TrackerError as exc:
+        store.finish_run(db, run_id, store.Counts(), 0, "failed", str(exc))
+        raise
+    report.seconds = time.monotonic() - started
+    report.status = "ok" if report.counts.total or report.feed_items else "empty"
+    store.finish_run(db, run_id, report.counts, 0, report.status)
+    return report
+
+
+__all__ = ["SyncOptions", "SyncReport", "Syncer", "load_files", "plan_windows", "FetchError"]
