@@ -41,7 +41,7 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 def setup_logging(verbose: int) -> None:
     """-v: INFO (each request), -vv: DEBUG. Logs go to stderr with timestamps."""
     level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -94,13 +94,14 @@ def stderr_progress() -> "Callable[[str], None]":
 @click.option("--page-size", type=click.IntRange(1, 2000), default=100, show_default=True, help="Results per API request")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds per request")
 @click.option("--retries", type=click.IntRange(0, 10), default=4, show_default=True, help="Retries per request")
+@click.option("--backoff", type=click.FloatRange(min=0), default=5.0, show_default=True, help="First retry wait in seconds, doubled each retry (a server's Retry-After wins)")
 @click.option("--load", "load", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Ingest a saved Atom page or feed instead of the network (repeatable)")
 @click.option("--all", "full", is_flag=True, help="Read whole windows, never stopping early at known papers")
 @click.option("--no-classify", is_flag=True, help="Do not tag the new papers")
 @click.option("--wait", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait for another writer's lock")
 @click.option("-v", "--verbose", count=True, help="Log each request (-vv for debug)")
 @handle_errors
-def sync(db_path, categories, since, until, api_url, rss_url, no_feed, delay, page_size, timeout, retries, load, full, no_classify, wait, verbose):
+def sync(db_path, categories, since, until, api_url, rss_url, no_feed, delay, page_size, timeout, retries, backoff, load, full, no_classify, wait, verbose):
     """Pull new arXiv papers into DB_PATH: API windows plus the announcement feed.
 
     Each run starts where the last complete one ended; an interrupted run is resumed.
@@ -134,7 +135,7 @@ def sync(db_path, categories, since, until, api_url, rss_url, no_feed, delay, pa
         if load:
             report = load_files(db, [Path(p) for p in load], progress)
         else:
-            session = PoliteSession(delay=delay, timeout=timeout, retries=retries)
+            session = PoliteSession(delay=delay, timeout=timeout, retries=retries, backoff=backoff)
             report = Syncer(db, session, opts, progress).run()
         if sys.stderr.isatty():
             click.echo("", err=True)
@@ -199,3 +200,4 @@ def classify_new(db, db_path, progress) -> None:
 # == datasette / export ==========================================================================
 
 # == backfill ====================================================================================
+

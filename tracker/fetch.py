@@ -92,7 +92,7 @@ class PoliteSession(requests.Session):
                     if after is not None:
                         if after > MAX_RETRY_AFTER:
                             raise FetchError(f"{url_text}: HTTP {resp.status_code}, server asks to retry after {after:.0f} s; giving up for this run")
-                        log.warning("%s: HTTP %d, Retry-After %.0f s", url_text, resp.status_code, after)
+                        log.info("%s: HTTP %d, Retry-After %.0f s", url_text, resp.status_code, after)
                         wait = max(after, self.delay)
                         continue
                 elif resp.status_code >= 400:
@@ -107,7 +107,7 @@ class PoliteSession(requests.Session):
             self._last = time.monotonic()
             wait = max(self.delay, self.backoff * (2**attempt))
             if attempt < self.retries:
-                log.warning("%s: %s; retrying in %.0f s", url_text, problem, wait)
+                log.info("%s: %s; retrying in %.0f s", url_text, problem, wait)
         raise FetchError(f"{url_text}: {problem} (gave up after {self.retries + 1} attempts)")
 
 

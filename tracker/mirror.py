@@ -160,6 +160,7 @@ class ArxivMirror:
         self.announcements = announcements or {}
         self.faults: deque[Fault] = deque()
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.times: list[float] = []  # time.monotonic() of each request, for spacing checks
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -225,6 +226,7 @@ class ArxivMirror:
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         with self._lock:
             self.requests.append((parts.path, query))
+            self.times.append(time.monotonic())
             fault = None
             for i, f in enumerate(self.faults):
                 if parts.path.startswith(f.path):

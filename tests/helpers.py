@@ -1,0 +1,40 @@
+"""Helpers the tests share: run the CLI, point sync at the loopback mirror, snapshot a database."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from tracker.cli import cli
+from tracker.mirror import ArxivMirror
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def run(*args: str) -> Result:
+    """Invoke the CLI in-process; stderr is kept apart from stdout."""
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def sync_args(db: Path, m: ArxivMirror, *extra: str) -> list[str]:
+    """`tracker sync` pointed at the loopback mirror, with no politeness delay and fast retries."""
+    return [
+        "sync", str(db), "--api-url", m.api_url, "--rss-url", m.rss_url, "--delay", "0",
+        "--backoff", "0.05", "--no-classify", *extra,
+    ]  # fmt: skip
+
+
+def db_snapshot(path: Path) -> list[tuple]:
+    """Every row of the data tables, to prove a failed command changed nothing."""
+    import sqlite3
+
+    if not os.path.exists(path):
+        return []
+    conn = sqlite3.connect(path)
+    rows: list[tuple] = []
+    for table in ("papers", "paper_versions", "announcements", "paper_authors", "sync_state"):
+        rows += [(table, *r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2")]
+    conn.close()
+    return rows
