@@ -210,3 +210,19 @@ def m005_create_fts(db: Database) -> None:
         END;
         """
     )
+
+
+@migrations()
+def m006_bulk_fts(db: Database) -> None:
+    # Bulk writers index a whole batch with one INSERT ... SELECT, about twice as fast as a trigger
+    # per row. They set a flag row inside their own transaction (so no other connection ever sees
+    # it) and the insert trigger stands aside; every other writer still gets the trigger.
+    db.executescript(
+        """
+        CREATE TABLE fts_bulk (active INTEGER NOT NULL);
+        DROP TRIGGER papers_ai;
+        CREATE TRIGGER papers_ai AFTER INSERT ON papers WHEN NOT EXISTS (SELECT 1 FROM fts_bulk) BEGIN
+            INSERT INTO papers_fts(rowid, title, abstract) VALUES (new.rowid, new.title, new.abstract);
+        END;
+        """
+    )

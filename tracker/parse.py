@@ -135,32 +135,68 @@ def paper_from_result(result: Any) -> PaperRow:
 
 
 def _entry_row(entry: etree._Element) -> PaperRow | None:
-    """One Atom `<entry>` element -> PaperRow (same fields as paper_from_result)."""
-    raw_id = entry.findtext(f"{ATOM}id")
+    """One Atom `<entry>` element -> PaperRow (same fields as paper_from_result).
+
+    One pass over the children instead of a `find` per field: `sync --load` parses tens of thousands.
+    """
+    raw_id = title = summary = published = updated = comment = journal_ref = doi = primary = pdf_url = None
+    authors: list[str] = []
+    categories: list[str] = []
+    for child in entry:
+        tag = child.tag
+        if tag == _ID:
+            raw_id = child.text
+        elif tag == _TITLE:
+            title = child.text
+        elif tag == _SUMMARY:
+            summary = child.text
+        elif tag == _AUTHOR:
+            for name in child:
+                if name.tag == _NAME:
+                    authors.append(collapse(name.text))
+        elif tag == _CATEGORY:
+            term = child.get("term")
+            if term:
+                categories.append(term)
+        elif tag == _PUBLISHED:
+            published = child.text
+        elif tag == _UPDATED:
+            updated = child.text
+        elif tag == _LINK:
+            if child.get("title") == "pdf":
+                pdf_url = child.get("href")
+        elif tag == _PRIMARY:
+            primary = child.get("term")
+        elif tag == _COMMENT:
+            comment = child.text
+        elif tag == _JOURNAL:
+            journal_ref = child.text
+        elif tag == _DOI:
+            doi = child.text
     if not raw_id or "/api/errors" in raw_id:
         return None
     arxiv_id, version = split_versioned_id(raw_id)
-    primary = entry.find(f"{ARXIV}primary_category")
-    pdf_url = None
-    for link in entry.iterfind(f"{ATOM}link"):
-        if link.get("title") == "pdf":
-            pdf_url = link.get("href")
     return {
         "arxiv_id": arxiv_id,
         "version": version or 1,
-        "title": collapse(entry.findtext(f"{ATOM}title")),
-        "abstract": collapse(entry.findtext(f"{ATOM}summary")),
-        "authors": [collapse(a.findtext(f"{ATOM}name")) for a in entry.iterfind(f"{ATOM}author")],
-        "primary_category": primary.get("term") if primary is not None else None,
-        "categories": [c.get("term") for c in entry.iterfind(f"{ATOM}category") if c.get("term")],
-        "published": _parse_ts(entry.findtext(f"{ATOM}published")),
-        "updated": _parse_ts(entry.findtext(f"{ATOM}updated")),
-        "comment": collapse(entry.findtext(f"{ARXIV}comment")) or None,
-        "journal_ref": collapse(entry.findtext(f"{ARXIV}journal_ref")) or None,
-        "doi": entry.findtext(f"{ARXIV}doi") or None,
+        "title": collapse(title),
+        "abstract": collapse(summary),
+        "authors": authors,
+        "primary_category": primary,
+        "categories": categories,
+        "published": _parse_ts(published),
+        "updated": _parse_ts(updated),
+        "comment": collapse(comment) or None,
+        "journal_ref": collapse(journal_ref) or None,
+        "doi": doi or None,
         "abs_url": f"https://arxiv.org/abs/{arxiv_id}",
         "pdf_url": pdf_url or f"https://arxiv.org/pdf/{arxiv_id}v{version or 1}",
     }
+
+
+_ID, _TITLE, _SUMMARY, _AUTHOR, _NAME = (f"{ATOM}{t}" for t in ("id", "title", "summary", "author", "name"))
+_CATEGORY, _PUBLISHED, _UPDATED, _LINK = (f"{ATOM}{t}" for t in ("category", "published", "updated", "link"))
+_PRIMARY, _COMMENT, _JOURNAL, _DOI = (f"{ARXIV}{t}" for t in ("primary_category", "comment", "journal_ref", "doi"))
 
 
 def api_error_message(root: etree._Element) -> str | None:

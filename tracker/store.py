@@ -169,8 +169,16 @@ def save_papers(db: Database, rows: Iterable[PaperRow], now: str | None = None) 
         changed.append(row)
     if not changed:
         return counts
+    new_ids = json.dumps([row["arxiv_id"] for row in changed if row["arxiv_id"] not in existing])
     with db.atomic():
+        db.conn.execute("INSERT INTO fts_bulk (active) VALUES (1)")
         db.conn.executemany(_UPSERT_SQL, (_paper_values(row, now) for row in changed))
+        db.conn.execute("DELETE FROM fts_bulk")
+        db.conn.execute(
+            "INSERT INTO papers_fts (rowid, title, abstract) SELECT rowid, title, abstract FROM papers "
+            "WHERE arxiv_id IN (SELECT value FROM json_each(?))",
+            (new_ids,),
+        )
         db.conn.executemany(
             "INSERT OR IGNORE INTO paper_versions (arxiv_id, version, updated, first_seen) VALUES (?, ?, ?, ?)",
             ((r["arxiv_id"], r["version"], r.get("updated"), now) for r in changed if not r.get("needs_metadata")),
@@ -337,6 +345,11 @@ def table_counts(db: Database) -> dict[str, int]:
 # The day a paper counts for in a digest or a trend: its announcement date (RSS), else the date of
 # its current version (API records carry no announcement date).
 EVENT_DATE_SQL = "COALESCE(p.announced, substr(p.updated, 1, 10), substr(p.published, 1, 10))"
+# The same test written so both branches can use idx_papers_announced (a bare COALESCE scans the table).
+IN_WINDOW_SQL = (
+    "(p.announced BETWEEN :since AND :until OR (p.announced IS NULL AND "
+    "COALESCE(substr(p.updated, 1, 10), substr(p.published, 1, 10)) BETWEEN :since AND :until))"
+)
 
 
 def tagged_papers_between(db: Database, since: str, until: str) -> list[dict[str, Any]]:
@@ -345,15 +358,15 @@ def tagged_papers_between(db: Database, since: str, until: str) -> list[dict[str
         SELECT p.arxiv_id, p.version, p.title, p.abstract, p.authors, p.primary_category, p.published,
                p.updated, p.announced, p.announce_type, p.abs_url, t.tag, t.facet, t.score, t.source
         FROM papers p JOIN paper_tags t ON t.arxiv_id = p.arxiv_id
-        WHERE {EVENT_DATE_SQL} BETWEEN ? AND ? AND p.needs_metadata = 0
+        WHERE {IN_WINDOW_SQL} AND p.needs_metadata = 0
     """
-    return list(db.query(sql, [since, until]))
+    return list(db.query(sql, {"since": since, "until": until}))
 
 
 def papers_between_count(db: Database, since: str, until: str) -> int:
     """How many papers (tagged or not) have their event day in [since, until]."""
-    sql = f"SELECT count(*) FROM papers p WHERE {EVENT_DATE_SQL} BETWEEN ? AND ?"
-    return int(db.conn.execute(sql, (since, until)).fetchone()[0])
+    sql = f"SELECT count(*) FROM papers p WHERE {IN_WINDOW_SQL}"
+    return int(db.conn.execute(sql, {"since": since, "until": until}).fetchone()[0])
 
 
 def tag_counts_by_week(db: Database, since: str, until: str) -> list[tuple[str, str, int]]:
@@ -362,10 +375,10 @@ def tag_counts_by_week(db: Database, since: str, until: str) -> list[tuple[str, 
     sql = f"""
         SELECT t.tag, date({EVENT_DATE_SQL}, 'weekday 0', '-6 days') AS monday, count(*)
         FROM papers p JOIN paper_tags t ON t.arxiv_id = p.arxiv_id
-        WHERE {EVENT_DATE_SQL} BETWEEN ? AND ?
+        WHERE {IN_WINDOW_SQL}
         GROUP BY t.tag, monday
     """
-    return [(r[0], r[1], int(r[2])) for r in db.conn.execute(sql, (since, until))]
+    return [(r[0], r[1], int(r[2])) for r in db.conn.execute(sql, {"since": since, "until": until})]
 
 
 def stored_tags(db: Database) -> list[tuple[str, str]]:
@@ -454,8 +467,8 @@ def recent_digests(db: Database, limit: int = 20) -> list[dict[str, Any]]:
 
 def papers_per_day(db: Database, since: str, until: str) -> dict[str, int]:
     """{YYYY-MM-DD: papers} by event day in [since, until]."""
-    sql = f"SELECT {EVENT_DATE_SQL} AS day, count(*) FROM papers p WHERE day BETWEEN ? AND ? GROUP BY day"
-    return {r[0]: int(r[1]) for r in db.conn.execute(sql, (since, until))}
+    sql = f"SELECT {EVENT_DATE_SQL} AS day, count(*) FROM papers p WHERE {IN_WINDOW_SQL} GROUP BY day"
+    return {r[0]: int(r[1]) for r in db.conn.execute(sql, {"since": since, "until": until})}
 
 
 def newest_announced(db: Database) -> str | None:
