@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tracker.mirror import ArxivMirror, load_corpus
 
+from tracker.mirror import ArxivMirror, load_corpus
 
 
 @pytest.fixture(scope="session")

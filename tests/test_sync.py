@@ -13,13 +13,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from helpers import FIXTURES, db_snapshot, run, sync_args
 
 from tracker import store
 from tracker.fetch import PoliteSession
 from tracker.mirror import Fault
-from tracker.sync import SyncOptions, Syncer
-
-from helpers import FIXTURES, db_snapshot, run, sync_args
+from tracker.sync import Syncer, SyncOptions
 
 API = FIXTURES / "api"
 WINDOW = ["--since", "2024-03-01", "--until", "2024-03-31", "--no-feed"]
@@ -48,13 +47,25 @@ def test_pagination_stores_every_paper_in_about_n_over_page_size_requests(tmp_pa
     assert api[0]["sortOrder"] == "descending"
     assert f"{n} new, 0 updated, 0 unchanged" in result.output
     # what a user queries: full text, authors linked, categories as JSON
-    hit = q(db, "SELECT p.title FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid WHERE papers_fts MATCH ?", "\"" + march_2024[0]["title"].split()[0].strip(":") + "\"")
+    hit = q(
+        db,
+        "SELECT p.title FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid WHERE papers_fts MATCH ?",
+        '"' + march_2024[0]["title"].split()[0].strip(":") + '"',
+    )
     assert hit
     paper = march_2024[0]
-    row = q(db, "SELECT title, categories, primary_category, published FROM papers WHERE arxiv_id = ?", paper["id"])[0]
+    row = q(
+        db,
+        "SELECT title, categories, primary_category, published FROM papers WHERE arxiv_id = ?",
+        paper["id"],
+    )[0]
     assert row[0] == paper["title"] and json.loads(row[1]) == paper["categories"]
     assert row[3].startswith(paper["published"][:10])
-    authors = q(db, "SELECT a.name FROM paper_authors pa JOIN authors a ON a.id = pa.author_id WHERE pa.arxiv_id = ? ORDER BY position", paper["id"])
+    authors = q(
+        db,
+        "SELECT a.name FROM paper_authors pa JOIN authors a ON a.id = pa.author_id WHERE pa.arxiv_id = ? ORDER BY position",
+        paper["id"],
+    )
     assert [a for (a,) in authors] == paper["authors"]
 
 
@@ -76,7 +87,9 @@ def test_watermark_catches_up_after_a_week_offline(tmp_path, mirror, corpus):
     later = [r for r in corpus if "2024-03-21" <= r["published"][:10] <= "2024-03-31"]
     mirror.add(march)
     db = store.open_db(tmp_path / "t.db")
-    opts = SyncOptions(categories=("cs.CV", "cs.CL", "cs.AI", "cs.LG"), api_url=mirror.api_url, rss_url=None, initial_days=20)
+    opts = SyncOptions(
+        categories=("cs.CV", "cs.CL", "cs.AI", "cs.LG"), api_url=mirror.api_url, rss_url=None, initial_days=20
+    )
     night1 = Syncer(db, PoliteSession(delay=0), opts).run(now=datetime(2024, 3, 21, tzinfo=timezone.utc))
     assert night1.counts.new == len(march)
     mirror.add(later)  # a week offline: nothing synced between the 21st and the 31st
@@ -93,7 +106,9 @@ def test_newer_version_updates_and_older_never_overwrites(tmp_path, mirror, marc
     mirror.add([paper])
     db = tmp_path / "t.db"
     assert run(*sync_args(db, mirror, *WINDOW)).exit_code == 0
-    mirror.add([dict(paper, version="v2", title="Revised: " + paper["title"], updated="2024-04-02T10:00:00Z")])
+    mirror.add(
+        [dict(paper, version="v2", title="Revised: " + paper["title"], updated="2024-04-02T10:00:00Z")]
+    )
     result = run(*sync_args(db, mirror, *WINDOW, "--all"))
     assert "0 new, 1 updated" in result.output
     assert q(db, "SELECT version, title FROM papers")[0] == (2, "Revised: " + paper["title"])
@@ -109,7 +124,11 @@ def test_newer_version_updates_and_older_never_overwrites(tmp_path, mirror, marc
 
 def test_recorded_pages_with_old_style_ids_load(tmp_path):
     db = tmp_path / "t.db"
-    files = [API / "arxivpy_id_astro-ph_0601001_s0_m100_3150dca9dc76.xml", API / "arxivpy_id_hep-ex_0406020v1_s0_m100_84b15d66c0ce.xml", API / "arxivpy_legacy_search_query_au_del_maestro.xml"]
+    files = [
+        API / "arxivpy_id_astro-ph_0601001_s0_m100_3150dca9dc76.xml",
+        API / "arxivpy_id_hep-ex_0406020v1_s0_m100_84b15d66c0ce.xml",
+        API / "arxivpy_legacy_search_query_au_del_maestro.xml",
+    ]
     args = ["sync", str(db), "--no-classify"]
     for f in files:
         args += ["--load", str(f)]
@@ -118,7 +137,10 @@ def test_recorded_pages_with_old_style_ids_load(tmp_path):
     ids = {r[0] for r in q(db, "SELECT arxiv_id FROM papers")}
     assert {"astro-ph/0601001", "hep-ex/0406020"} <= ids
     assert len(ids) == 12  # 1 + 1 + the legacy page's 10 entries
-    assert q(db, "SELECT version, abs_url FROM papers WHERE arxiv_id = 'astro-ph/0601001'")[0][1] == "https://arxiv.org/abs/astro-ph/0601001"
+    assert (
+        q(db, "SELECT version, abs_url FROM papers WHERE arxiv_id = 'astro-ph/0601001'")[0][1]
+        == "https://arxiv.org/abs/astro-ph/0601001"
+    )
 
 
 def test_recorded_error_feed_400_is_one_line_and_changes_nothing(tmp_path, mirror, march_2024):
@@ -126,7 +148,9 @@ def test_recorded_error_feed_400_is_one_line_and_changes_nothing(tmp_path, mirro
     db = tmp_path / "t.db"
     run(*sync_args(db, mirror, *WINDOW))
     before = db_snapshot(db)
-    mirror.faults.append(Fault(status=400, body=(API / "arxivpy_id_abc_s0_m100_b79c8dcf6bc3.xml").read_bytes()))
+    mirror.faults.append(
+        Fault(status=400, body=(API / "arxivpy_id_abc_s0_m100_b79c8dcf6bc3.xml").read_bytes())
+    )
     result = run(*sync_args(db, mirror, *WINDOW, "--all"))
     assert result.exit_code == 1
     assert result.stderr.strip().count("\n") == 0
@@ -137,7 +161,9 @@ def test_recorded_error_feed_400_is_one_line_and_changes_nothing(tmp_path, mirro
 
 
 def test_recorded_empty_result_is_a_successful_empty_run(tmp_path, mirror):
-    mirror.faults.append(Fault(status=200, body=(API / "arxivpy_id_0000.0000_s0_m100_8b51d9633a68.xml").read_bytes()))
+    mirror.faults.append(
+        Fault(status=200, body=(API / "arxivpy_id_0000.0000_s0_m100_8b51d9633a68.xml").read_bytes())
+    )
     db = tmp_path / "t.db"
     result = run(*sync_args(db, mirror, *WINDOW))
     assert result.exit_code == 0
@@ -223,7 +249,14 @@ def test_sigkill_mid_run_then_rerun_completes(tmp_path, mirror, corpus):
     papers = [r for r in corpus if r["published"].startswith("2024")]
     mirror.add(papers)
     db = tmp_path / "t.db"
-    args = [sys.executable, "-m", "tracker", *sync_args(db, mirror, "--since", "2024-01-01", "--until", "2024-12-31", "--no-feed", "--page-size", "20")]
+    args = [
+        sys.executable,
+        "-m",
+        "tracker",
+        *sync_args(
+            db, mirror, "--since", "2024-01-01", "--until", "2024-12-31", "--no-feed", "--page-size", "20"
+        ),
+    ]
     args[args.index("--delay") + 1] = "0.05"
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 30
@@ -241,7 +274,11 @@ def test_sigkill_mid_run_then_rerun_completes(tmp_path, mirror, corpus):
     proc.wait()
     assert 0 < stored < len(papers)
     assert q(db, "PRAGMA integrity_check")[0][0] == "ok"
-    result = run(*sync_args(db, mirror, "--since", "2024-01-01", "--until", "2024-12-31", "--no-feed", "--page-size", "20"))
+    result = run(
+        *sync_args(
+            db, mirror, "--since", "2024-01-01", "--until", "2024-12-31", "--no-feed", "--page-size", "20"
+        )
+    )
     assert result.exit_code == 0, result.stderr
     assert q(db, "SELECT count(*), count(DISTINCT arxiv_id) FROM papers")[0] == (len(papers), len(papers))
     assert q(db, "SELECT count(*) FROM papers_fts")[0][0] == len(papers)
@@ -255,17 +292,27 @@ def test_feed_with_all_four_announce_types(tmp_path, mirror, march_2024, corpus)
     mirror.add([known, *rest])
     db = tmp_path / "t.db"
     # One paper is already stored at v1; the feed announces v2 of it.
-    run(*sync_args(db, mirror, "--since", known["published"][:10], "--until", known["published"][:10], "--no-feed"))
+    run(
+        *sync_args(
+            db, mirror, "--since", known["published"][:10], "--until", known["published"][:10], "--no-feed"
+        )
+    )
     types = ["new", "cross", "replace", "replace-cross"]
-    items = [dict(known, version=2, announce_type="replace")] + [dict(r, announce_type=t) for r, t in zip(rest, ["new", "cross", "replace-cross", "new"])]
+    items = [dict(known, version=2, announce_type="replace")] + [
+        dict(r, announce_type=t) for r, t in zip(rest, ["new", "cross", "replace-cross", "new"], strict=True)
+    ]
     mirror.add([dict(known, version="v2")])
     mirror.announcements = {"2024-04-01": items}
     mirror.requests.clear()
-    result = run("sync", db, "--api-url", mirror.api_url, "--rss-url", mirror.rss_url, "--delay", "0", "--no-classify")
+    result = run(
+        "sync", db, "--api-url", mirror.api_url, "--rss-url", mirror.rss_url, "--delay", "0", "--no-classify"
+    )
     assert result.exit_code == 0, result.stderr
     assert [p for p, _ in mirror.requests if p.startswith("/rss/")] == ["/rss/cs.CV+cs.CL+cs.AI+cs.LG+cs.MM"]
     assert {t for (t,) in q(db, "SELECT DISTINCT announce_type FROM announcements")} == set(types)
-    assert q(db, "SELECT version, announce_type, needs_metadata FROM papers WHERE arxiv_id = ?", known["id"])[0] == (2, "replace", 0)
+    assert q(db, "SELECT version, announce_type, needs_metadata FROM papers WHERE arxiv_id = ?", known["id"])[
+        0
+    ] == (2, "replace", 0)
     # papers first seen in the feed got their full record from the API by id_list
     assert q(db, "SELECT count(*) FROM papers WHERE needs_metadata = 1")[0][0] == 0
     assert any("id_list" in query and query["id_list"] for _, query in mirror.requests)
@@ -275,7 +322,9 @@ def test_feed_with_all_four_announce_types(tmp_path, mirror, march_2024, corpus)
 def test_weekend_empty_feed_is_success_and_distinct_from_failure(tmp_path, mirror):
     db = tmp_path / "t.db"
     mirror.announcements = {"2024-03-02": []}
-    result = run("sync", db, "--api-url", mirror.api_url, "--rss-url", mirror.rss_url, "--delay", "0", "--no-classify")
+    result = run(
+        "sync", db, "--api-url", mirror.api_url, "--rss-url", mirror.rss_url, "--delay", "0", "--no-classify"
+    )
     assert result.exit_code == 0
     assert {s for (s,) in q(db, "SELECT status FROM sync_runs")} == {"empty"}
     mirror.faults.extend([Fault(status=503)] * 3)
@@ -307,7 +356,15 @@ def test_bad_load_file_is_one_line_error_and_database_unchanged(tmp_path, conten
     bad = tmp_path / "bad.xml"
     bad.write_bytes(content())
     # the good page is listed first: it must be rolled back with the bad one
-    result = run("sync", db, "--no-classify", "--load", API / "arxivpy_q_testing_s10_m10_34e56e15aaac.xml", "--load", bad)
+    result = run(
+        "sync",
+        db,
+        "--no-classify",
+        "--load",
+        API / "arxivpy_q_testing_s10_m10_34e56e15aaac.xml",
+        "--load",
+        bad,
+    )
     assert result.exit_code != 0
     assert message in result.stderr and result.stderr.count("\n") == 1
     assert db_snapshot(db) == before
@@ -346,7 +403,7 @@ def test_user_agent_and_delay_between_requests(tmp_path, mirror, march_2024):
     args = sync_args(db, mirror, *WINDOW, "--page-size", "100")
     args[args.index("--delay") + 1] = "0.4"
     assert run(*args).exit_code == 0
-    gaps = [b - a for a, b in zip(mirror.times, mirror.times[1:])]
+    gaps = [b - a for a, b in zip(mirror.times, mirror.times[1:], strict=False)]
     assert gaps and min(gaps) >= 0.39
 
 

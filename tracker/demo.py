@@ -13,7 +13,7 @@ from sqlite_utils import Database
 
 from tracker.fetch import PoliteSession
 from tracker.mirror import ArxivMirror, demo_snapshot
-from tracker.sync import Progress, SyncOptions, Syncer, SyncReport
+from tracker.sync import Progress, Syncer, SyncOptions, SyncReport
 
 DEMO_SINCE = date(2025, 6, 1)
 DEMO_UNTIL = date(2025, 8, 7)

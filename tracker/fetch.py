@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import arxiv
 import requests
@@ -91,7 +92,9 @@ class PoliteSession(requests.Session):
                     after = _retry_after(resp.headers.get("Retry-After"))
                     if after is not None:
                         if after > MAX_RETRY_AFTER:
-                            raise FetchError(f"{url_text}: HTTP {resp.status_code}, server asks to retry after {after:.0f} s; giving up for this run")
+                            raise FetchError(
+                                f"{url_text}: HTTP {resp.status_code}, server asks to retry after {after:.0f} s; giving up for this run"
+                            )
                         log.info("%s: HTTP %d, Retry-After %.0f s", url_text, resp.status_code, after)
                         wait = max(after, self.delay)
                         continue
@@ -157,7 +160,9 @@ def fetch_results(client: arxiv.Client, search: arxiv.Search, offset: int = 0) -
     try:
         yield from client.results(search, offset=offset)
     except arxiv.UnexpectedEmptyPageError as exc:
-        raise FetchError(f"{exc.url}: arXiv kept returning an empty page mid-way (tried {exc.retry + 1} times)") from None
+        raise FetchError(
+            f"{exc.url}: arXiv kept returning an empty page mid-way (tried {exc.retry + 1} times)"
+        ) from None
     except arxiv.HTTPError as exc:
         raise FetchError(f"{exc.url}: HTTP {exc.status}") from None
 

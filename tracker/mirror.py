@@ -18,11 +18,12 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
@@ -72,8 +73,10 @@ def entry_xml(rec: dict[str, Any]) -> str:
         f"    <title>{escape(rec.get('title') or '')}</title>",
         f"    <updated>{_z(updated)}</updated>",
         f'    <link href="https://arxiv.org/abs/{escape(arxiv_id)}v{version}" rel="alternate" type="text/html"/>',
-        f'    <link href="https://arxiv.org/pdf/{escape(arxiv_id)}v{version}" rel="related" '
-        'type="application/pdf" title="pdf"/>',
+        (
+            f'    <link href="https://arxiv.org/pdf/{escape(arxiv_id)}v{version}" rel="related" '
+            'type="application/pdf" title="pdf"/>'
+        ),
         f"    <summary>{escape(rec.get('abstract') or '')}</summary>",
     ]
     parts += [f'    <category term={quoteattr(c)} scheme="http://arxiv.org/schemas/atom"/>' for c in cats]
@@ -81,7 +84,9 @@ def entry_xml(rec: dict[str, Any]) -> str:
     if rec.get("comment"):
         parts.append(f"    <arxiv:comment>{escape(rec['comment'])}</arxiv:comment>")
     if cats:
-        parts.append(f"    <arxiv:primary_category term={quoteattr(rec.get('primary_category') or cats[0])}/>")
+        parts.append(
+            f"    <arxiv:primary_category term={quoteattr(rec.get('primary_category') or cats[0])}/>"
+        )
     for name in rec.get("authors") or []:
         parts += ["    <author>", f"      <name>{escape(name)}</name>", "    </author>"]
     parts.append("  </entry>")
@@ -110,9 +115,11 @@ def rss_xml(items: list[dict[str, Any]], cats: str, day: str) -> bytes:
     pub = format_datetime(datetime.fromisoformat(day).replace(hour=0, tzinfo=timezone.utc))
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
-        '<rss xmlns:arxiv="http://arxiv.org/schemas/atom" xmlns:dc="http://purl.org/dc/elements/1.1/" '
-        'xmlns:atom="http://www.w3.org/2005/Atom" xmlns:content="http://purl.org/rss/1.0/modules/content/" '
-        'version="2.0">',
+        (
+            '<rss xmlns:arxiv="http://arxiv.org/schemas/atom" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+            'xmlns:atom="http://www.w3.org/2005/Atom" xmlns:content="http://purl.org/rss/1.0/modules/content/" '
+            'version="2.0">'
+        ),
         "  <channel>",
         f"    <title>{escape(cats.replace('+', ', '))} updates on arXiv.org</title>",
         f"    <link>http://rss.arxiv.org/rss/{escape(cats)}</link>",
@@ -130,8 +137,10 @@ def rss_xml(items: list[dict[str, Any]], cats: str, day: str) -> bytes:
             "    <item>",
             f"      <title>{escape(item.get('title') or '')}</title>",
             f"      <link>https://arxiv.org/abs/{escape(arxiv_id)}</link>",
-            f"      <description>arXiv:{escape(arxiv_id)}v{version} Announce Type: {kind} \n"
-            f"Abstract: {escape(item.get('abstract') or '')}</description>",
+            (
+                f"      <description>arXiv:{escape(arxiv_id)}v{version} Announce Type: {kind} \n"
+                f"Abstract: {escape(item.get('abstract') or '')}</description>"
+            ),
             f'      <guid isPermaLink="false">oai:arXiv.org:{escape(arxiv_id)}v{version}</guid>',
         ]
         out += [f"      <category>{escape(c)}</category>" for c in item.get("categories") or []]
@@ -154,7 +163,9 @@ class ArxivMirror:
     plus `announce_type`; the feed serves the newest day. `requests` logs (path, query) of each request.
     """
 
-    def __init__(self, records: Iterable[dict[str, Any]] = (), announcements: dict[str, list[dict]] | None = None):
+    def __init__(
+        self, records: Iterable[dict[str, Any]] = (), announcements: dict[str, list[dict]] | None = None
+    ):
         self.records: dict[str, dict[str, Any]] = {}
         self.add(records)
         self.announcements = announcements or {}
@@ -172,19 +183,19 @@ class ArxivMirror:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def __enter__(self) -> "ArxivMirror":
+    def __enter__(self) -> ArxivMirror:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> "ArxivMirror":
+    def start(self) -> ArxivMirror:
         mirror = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 mirror._handle(self)
 
             def log_message(self, format: str, *args: Any) -> None:  # silence stderr
@@ -205,8 +216,8 @@ class ArxivMirror:
     @property
     def url(self) -> str:
         assert self._server is not None, "mirror not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}"
 
     @property
     def api_url(self) -> str:
@@ -235,8 +246,14 @@ class ArxivMirror:
                     break
         if fault and fault.delay:
             time.sleep(fault.delay)
-        if fault and not (fault.truncate is not None or fault.empty_page or (fault.status == 200 and not fault.body)):
-            ctype = "application/atom+xml; charset=utf-8" if fault.body.lstrip().startswith(b"<") else "text/plain"
+        if fault and not (
+            fault.truncate is not None or fault.empty_page or (fault.status == 200 and not fault.body)
+        ):
+            ctype = (
+                "application/atom+xml; charset=utf-8"
+                if fault.body.lstrip().startswith(b"<")
+                else "text/plain"
+            )
             self._send(handler, fault.status, fault.body, ctype, fault.headers)
             return
         if parts.path.startswith("/api/query"):
@@ -260,7 +277,9 @@ class ArxivMirror:
         self._send(handler, status, body, ctype, {})
 
     @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str, headers: dict[str, str]) -> None:
+    def _send(
+        handler: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str, headers: dict[str, str]
+    ) -> None:
         handler.send_response(status)
         handler.send_header("Content-Type", ctype)
         handler.send_header("Content-Length", str(len(body)))
@@ -285,7 +304,9 @@ class ArxivMirror:
             reverse = query.get("sortOrder", "descending") == "descending"
             matches.sort(key=lambda r: (r.get("published") or "", r["id"]), reverse=reverse)
         page = [] if empty else matches[start : start + per_page]
-        return feed_xml(page, len(matches), start, per_page, f"search_query={search}&id_list={','.join(id_list)}")
+        return feed_xml(
+            page, len(matches), start, per_page, f"search_query={search}&id_list={','.join(id_list)}"
+        )
 
     def _search(self, search: str) -> list[dict[str, Any]]:
         cats = set(_CAT.findall(search))
@@ -357,6 +378,8 @@ def demo_snapshot() -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]
             }
             items[arxiv_id] = {**rec, "version": version, "announce_type": kind.group(1)}
     # The API serves a paper's latest version, which is the one the feed announces.
-    records = [{**rec, "version": items[rec["id"]]["version"]} if rec["id"] in items else rec for rec in corpus]
+    records = [
+        {**rec, "version": items[rec["id"]]["version"]} if rec["id"] in items else rec for rec in corpus
+    ]
     records += [item for item in items.values() if item["id"] not in by_id]
     return records, {"2025-08-07": list(items.values())}

@@ -7,10 +7,11 @@ timezone-aware UTC rendered as ISO-8601 text; titles and abstracts have whitespa
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Iterator, TypedDict
+from typing import Any, TypedDict
 
 import feedparser
 from lxml import etree
@@ -80,8 +81,7 @@ def split_versioned_id(raw: str) -> tuple[str, int | None]:
     """`http://arxiv.org/abs/2301.01234v2` -> ("2301.01234", 2); old-style prefixes are kept."""
     text = raw.strip()
     for prefix in ("oai:arXiv.org:", "arXiv:", "arxiv:"):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
+        text = text.removeprefix(prefix)
     if "/abs/" in text:
         text = text.split("/abs/", 1)[1]
     match = VERSION_SUFFIX.search(text)
@@ -196,7 +196,9 @@ def _entry_row(entry: etree._Element) -> PaperRow | None:
 
 _ID, _TITLE, _SUMMARY, _AUTHOR, _NAME = (f"{ATOM}{t}" for t in ("id", "title", "summary", "author", "name"))
 _CATEGORY, _PUBLISHED, _UPDATED, _LINK = (f"{ATOM}{t}" for t in ("category", "published", "updated", "link"))
-_PRIMARY, _COMMENT, _JOURNAL, _DOI = (f"{ARXIV}{t}" for t in ("primary_category", "comment", "journal_ref", "doi"))
+_PRIMARY, _COMMENT, _JOURNAL, _DOI = (
+    f"{ARXIV}{t}" for t in ("primary_category", "comment", "journal_ref", "doi")
+)
 
 
 def api_error_message(root: etree._Element) -> str | None:
@@ -248,7 +250,11 @@ def announcements_from_rss(content: bytes, source: str) -> tuple[str | None, lis
     An empty feed (weekends, holidays: arXiv's `skipDays`) is a normal result, not an error.
     """
     root = check_xml(content, source)
-    if root.tag not in ("rss", "{http://www.w3.org/2005/Atom}feed", "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}RDF"):
+    if root.tag not in (
+        "rss",
+        "{http://www.w3.org/2005/Atom}feed",
+        "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}RDF",
+    ):
         raise InputError(f"{source}: not an announcement feed (root element {etree.QName(root).localname})")
     parsed = feedparser.parse(content)
     channel_date = _announce_date(parsed.feed.get("published") or parsed.feed.get("updated"))

@@ -13,10 +13,11 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from sqlite_utils import Database
 
@@ -98,7 +99,7 @@ class Counts:
     updated: int = 0
     unchanged: int = 0
 
-    def __iadd__(self, other: "Counts") -> "Counts":
+    def __iadd__(self, other: Counts) -> Counts:
         self.new += other.new
         self.updated += other.updated
         self.unchanged += other.unchanged
@@ -149,8 +150,14 @@ def save_papers(db: Database, rows: Iterable[PaperRow], now: str | None = None) 
     best: dict[str, PaperRow] = {}
     for row in rows:  # keep the newest version of each id in the batch
         seen = best.get(row["arxiv_id"])
-        if seen is None or row["version"] > seen["version"] or (
-            row["version"] == seen["version"] and seen.get("needs_metadata") and not row.get("needs_metadata")
+        if (
+            seen is None
+            or row["version"] > seen["version"]
+            or (
+                row["version"] == seen["version"]
+                and seen.get("needs_metadata")
+                and not row.get("needs_metadata")
+            )
         ):
             best[row["arxiv_id"]] = row
     existing = _existing_versions(db, list(best))
@@ -181,7 +188,11 @@ def save_papers(db: Database, rows: Iterable[PaperRow], now: str | None = None) 
         )
         db.conn.executemany(
             "INSERT OR IGNORE INTO paper_versions (arxiv_id, version, updated, first_seen) VALUES (?, ?, ?, ?)",
-            ((r["arxiv_id"], r["version"], r.get("updated"), now) for r in changed if not r.get("needs_metadata")),
+            (
+                (r["arxiv_id"], r["version"], r.get("updated"), now)
+                for r in changed
+                if not r.get("needs_metadata")
+            ),
         )
         _link_authors(db, changed)
     return counts
@@ -194,7 +205,7 @@ def _paper_values(row: PaperRow, now: str) -> tuple[Any, ...]:
         if col in ("authors", "categories"):
             value = json.dumps(value or [], ensure_ascii=False)
         elif col == "needs_metadata":
-            value = int(value or 0)
+            value = 1 if value else 0
         values.append(value)
     values.append(now)
     return tuple(values)
@@ -225,7 +236,9 @@ def _link_authors(db: Database, rows: Sequence[PaperRow]) -> None:
     )
 
 
-def save_announcements(db: Database, items: Sequence[Announcement], feed: str, now: str | None = None) -> Counts:
+def save_announcements(
+    db: Database, items: Sequence[Announcement], feed: str, now: str | None = None
+) -> Counts:
     """Record a feed's announcements and store a stub for each paper the database lacks (or has older).
 
     Stubs carry `needs_metadata = 1` until `papers_needing_metadata` is fetched from the API.
@@ -250,7 +263,10 @@ def save_announcements(db: Database, items: Sequence[Announcement], feed: str, n
 
 def papers_needing_metadata(db: Database) -> list[str]:
     """Ids seen only in a feed so far, whose full record must come from the API."""
-    return [r[0] for r in db.conn.execute("SELECT arxiv_id FROM papers WHERE needs_metadata = 1 ORDER BY arxiv_id")]
+    return [
+        r[0]
+        for r in db.conn.execute("SELECT arxiv_id FROM papers WHERE needs_metadata = 1 ORDER BY arxiv_id")
+    ]
 
 
 def known_versions(db: Database, ids: Sequence[str]) -> dict[str, int]:
@@ -272,7 +288,9 @@ def start_run(db: Database, source: str, query: str, since: str | None, until: s
     return int(cursor.lastrowid or 0)
 
 
-def finish_run(db: Database, run_id: int, counts: Counts, requests: int, status: str, error: str | None = None) -> None:
+def finish_run(
+    db: Database, run_id: int, counts: Counts, requests: int, status: str, error: str | None = None
+) -> None:
     """Close a sync_runs row: ok (papers seen), empty (nothing announced: still success) or failed."""
     with db.atomic():
         db.conn.execute(
@@ -330,7 +348,14 @@ def save_state(db: Database, state: SyncState) -> None:
         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(query_key) DO UPDATE SET watermark = excluded.watermark, "
         "resume_since = excluded.resume_since, resume_until = excluded.resume_until, "
         "resume_offset = excluded.resume_offset, updated = excluded.updated",
-        (state.query_key, state.watermark, state.resume_since, state.resume_until, state.resume_offset, utcnow()),
+        (
+            state.query_key,
+            state.watermark,
+            state.resume_since,
+            state.resume_until,
+            state.resume_offset,
+            utcnow(),
+        ),
     )
 
 
@@ -383,12 +408,18 @@ def tag_counts_by_week(db: Database, since: str, until: str) -> list[tuple[str, 
 
 def stored_tags(db: Database) -> list[tuple[str, str]]:
     """(tag, facet) pairs present in paper_tags, for when no taxonomy file is at hand."""
-    return [(r[0], r[1]) for r in db.conn.execute("SELECT DISTINCT tag, facet FROM paper_tags ORDER BY facet, tag")]
+    return [
+        (r[0], r[1])
+        for r in db.conn.execute("SELECT DISTINCT tag, facet FROM paper_tags ORDER BY facet, tag")
+    ]
 
 
 def list_subscribers(db: Database) -> list[tuple[str, list[str]]]:
     """(email, tags) of every subscriber; an empty tag list means all tags."""
-    return [(r[0], json.loads(r[1])) for r in db.conn.execute("SELECT email, tags FROM subscribers ORDER BY email")]
+    return [
+        (r[0], json.loads(r[1]))
+        for r in db.conn.execute("SELECT email, tags FROM subscribers ORDER BY email")
+    ]
 
 
 def save_subscriber(db: Database, email: str, tags: Sequence[str]) -> bool:
@@ -418,7 +449,9 @@ def digest_record(db: Database, recipient: str, window: str) -> dict[str, Any] |
 
 def sent_versions(db: Database, recipient: str) -> dict[str, int]:
     """{arxiv_id: version} of every paper a recipient has already been sent."""
-    return dict(db.conn.execute("SELECT arxiv_id, version FROM digest_papers WHERE recipient = ?", (recipient,)))
+    return dict(
+        db.conn.execute("SELECT arxiv_id, version FROM digest_papers WHERE recipient = ?", (recipient,))
+    )
 
 
 def begin_digest(db: Database, recipient: str, window: str) -> int:
@@ -487,6 +520,7 @@ def newest_updated(db: Database) -> str | None:
 
 def sync_run_summary(db: Database) -> dict[str, dict[str, Any] | None]:
     """The last sync run, the last successful one (ok or empty) and the last failed one."""
+
     def one(where: str) -> dict[str, Any] | None:
         rows = list(db.query(f"SELECT * FROM sync_runs {where} ORDER BY started DESC, id DESC LIMIT 1"))
         return rows[0] if rows else None
@@ -537,7 +571,9 @@ def save_backfill_state(db: Database, state: BackfillState) -> None:
     )  # fmt: skip
 
 
-def save_paper_versions(db: Database, versions: Iterable[tuple[str, int, str | None]], now: str | None = None) -> int:
+def save_paper_versions(
+    db: Database, versions: Iterable[tuple[str, int, str | None]], now: str | None = None
+) -> int:
     """Record earlier versions (arXivRaw history) in `paper_versions`; known ones are left as they are."""
     now = now or utcnow()
     with db.atomic():
@@ -559,7 +595,9 @@ def open_existing(db_path: str | Path, wait: float = 60.0) -> Database:
     """
     path = Path(db_path)
     if not path.is_file():
-        raise TrackerError(f"{path}: no such database; create it with `tracker sync {path}` or `tracker demo {path}`")
+        raise TrackerError(
+            f"{path}: no such database; create it with `tracker sync {path}` or `tracker demo {path}`"
+        )
     db = open_db(path, migrate=False)
     tables = set(db.table_names())
     if tables and not ({"papers", "_sqlite_migrations"} & tables):
@@ -602,3 +640,115 @@ def papers_for_export(db: Database, tag: str | None = None, since: str | None = 
         row["tags"] = json.loads(row.pop("tag_list") or "[]")
         out.append(row)
     return out
+
+
+# -- classification ----------------------------------------------------------------------------------
+
+
+def paper_texts(db: Database, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """{arxiv_id: (title, abstract)} for those of `ids` in the database."""
+    found: dict[str, tuple[str, str]] = {}
+    id_list = list(ids)
+    for start in range(0, len(id_list), 500):
+        chunk = id_list[start : start + 500]
+        marks = ",".join("?" for _ in chunk)
+        for arxiv_id, title, abstract in db.conn.execute(
+            f"SELECT arxiv_id, title, abstract FROM papers WHERE arxiv_id IN ({marks})", chunk
+        ):
+            found[arxiv_id] = (title, abstract)
+    return found
+
+
+def count_untagged(db: Database, model_id: str, all_papers: bool = False) -> int:
+    """How many papers `iter_untagged` will yield."""
+    if all_papers:
+        return int(db.conn.execute("SELECT count(*) FROM papers").fetchone()[0])
+    return int(
+        db.conn.execute(
+            "SELECT count(*) FROM papers WHERE tagged_by IS NULL OR tagged_by != ?", (model_id,)
+        ).fetchone()[0]
+    )
+
+
+def iter_untagged(
+    db: Database, model_id: str, all_papers: bool = False, chunk_size: int = 2000
+) -> Iterator[list[tuple[str, str, str]]]:
+    """Chunks of (arxiv_id, title, abstract) not yet tagged by `model_id` (or all papers), in id order.
+
+    Keyset pagination (`arxiv_id > last`) rather than one open cursor, so the caller may write each chunk
+    before reading the next, and memory stays flat whatever the size of the table.
+    """
+    last = ""
+    where = "" if all_papers else "AND (tagged_by IS NULL OR tagged_by != ?)"
+    while True:
+        args: list[Any] = [last] + ([] if all_papers else [model_id]) + [chunk_size]
+        rows = db.conn.execute(
+            f"SELECT arxiv_id, title, abstract FROM papers WHERE arxiv_id > ? {where} ORDER BY arxiv_id LIMIT ?",
+            args,
+        ).fetchall()
+        if not rows:
+            return
+        yield [(r[0], r[1] or "", r[2] or "") for r in rows]
+        last = rows[-1][0]
+
+
+def manual_labels(db: Database) -> list[tuple[str, str, str]]:
+    """Every person's correction: (arxiv_id, tag, 'add' | 'remove')."""
+    return [tuple(r) for r in db.conn.execute("SELECT arxiv_id, tag, action FROM manual_labels ORDER BY arxiv_id, tag")]
+
+
+def save_tagging(
+    db: Database,
+    tags: Sequence[tuple[str, str, str, float, str, str | None]],
+    scores: Sequence[tuple[str, str, float, float, str]],
+    papers: Sequence[tuple[str, str, str]],
+) -> None:
+    """Replace the tags and scores of a chunk of papers, in one transaction.
+
+    :param tags: (arxiv_id, tag, facet, score, source, model_id) rows for `paper_tags`
+    :param scores: (arxiv_id, tag, score, threshold, model_id) rows for `tag_scores`
+    :param papers: (arxiv_id, tags JSON, tagged_by) for the papers of the chunk (all of them, tagged or not)
+    """
+    ids = [(p[0],) for p in papers]
+    with db.atomic():
+        db.conn.executemany("DELETE FROM paper_tags WHERE arxiv_id = ?", ids)
+        db.conn.executemany("DELETE FROM tag_scores WHERE arxiv_id = ?", ids)
+        db.conn.executemany(
+            "INSERT INTO paper_tags (arxiv_id, tag, facet, score, source, model_id) VALUES (?, ?, ?, ?, ?, ?)", tags
+        )
+        db.conn.executemany(
+            "INSERT INTO tag_scores (arxiv_id, tag, score, threshold, model_id) VALUES (?, ?, ?, ?, ?)", scores
+        )
+        db.conn.executemany("UPDATE papers SET tags = ?, tagged_by = ? WHERE arxiv_id = ?", ((p[1], p[2], p[0]) for p in papers))
+
+
+def paper_exists(db: Database, arxiv_id: str) -> bool:
+    return db.conn.execute("SELECT 1 FROM papers WHERE arxiv_id = ?", (arxiv_id,)).fetchone() is not None
+
+
+def save_manual_label(db: Database, arxiv_id: str, tag: str, facet: str, action: str) -> None:
+    """Record a person's correction and apply it to the paper's tags at once (one transaction)."""
+    with db.atomic():
+        db.conn.execute(
+            "INSERT INTO manual_labels (arxiv_id, tag, action, created) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(arxiv_id, tag) DO UPDATE SET action = excluded.action, created = excluded.created",
+            (arxiv_id, tag, action, utcnow()),
+        )
+        if action == "add":
+            db.conn.execute(
+                "INSERT OR REPLACE INTO paper_tags (arxiv_id, tag, facet, score, source, model_id) "
+                "VALUES (?, ?, ?, 1.0, 'manual', NULL)",
+                (arxiv_id, tag, facet),
+            )
+        else:
+            db.conn.execute("DELETE FROM paper_tags WHERE arxiv_id = ? AND tag = ?", (arxiv_id, tag))
+        tags = [r[0] for r in db.conn.execute("SELECT tag FROM paper_tags WHERE arxiv_id = ? ORDER BY tag", (arxiv_id,))]
+        db.conn.execute("UPDATE papers SET tags = ? WHERE arxiv_id = ?", (json.dumps(tags), arxiv_id))
+
+
+def paper_tag_rows(db: Database, arxiv_id: str) -> list[dict[str, Any]]:
+    """The tags a paper carries, with score and source."""
+    cursor = db.conn.execute(
+        "SELECT tag, facet, score, source, model_id FROM paper_tags WHERE arxiv_id = ? ORDER BY tag", (arxiv_id,)
+    )
+    return [dict(zip(("tag", "facet", "score", "source", "model_id"), r)) for r in cursor]

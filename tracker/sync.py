@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Sequence
 
 import arxiv
 from sqlite_utils import Database
@@ -77,11 +77,17 @@ def _parse_iso(value: str) -> datetime:
     return datetime.fromisoformat(value).astimezone(timezone.utc)
 
 
-def plan_windows(state: store.SyncState, opts: SyncOptions, now: datetime) -> list[tuple[datetime, datetime, int]]:
+def plan_windows(
+    state: store.SyncState, opts: SyncOptions, now: datetime
+) -> list[tuple[datetime, datetime, int]]:
     """(since, until, start offset) windows this run reads, oldest obligation first."""
     if opts.since or opts.until:
-        since = datetime.combine(opts.since or (now - timedelta(days=opts.initial_days)).date(), datetime.min.time(), timezone.utc)
-        until = datetime.combine(opts.until or now.date(), datetime.max.time().replace(microsecond=0), timezone.utc)
+        since = datetime.combine(
+            opts.since or (now - timedelta(days=opts.initial_days)).date(), datetime.min.time(), timezone.utc
+        )
+        until = datetime.combine(
+            opts.until or now.date(), datetime.max.time().replace(microsecond=0), timezone.utc
+        )
         until = min(until, now) if opts.until is None else until
         offset = 0
         if state.resume_since == since.isoformat() and state.resume_until == until.isoformat():
@@ -93,7 +99,11 @@ def plan_windows(state: store.SyncState, opts: SyncOptions, now: datetime) -> li
         resume_until = _parse_iso(state.resume_until)
         windows.append((_parse_iso(state.resume_since), resume_until, state.resume_offset or 0))
         watermark = max(watermark, resume_until) if watermark else resume_until
-    since = watermark - timedelta(days=opts.overlap_days) if watermark else now - timedelta(days=opts.initial_days)
+    since = (
+        watermark - timedelta(days=opts.overlap_days)
+        if watermark
+        else now - timedelta(days=opts.initial_days)
+    )
     windows.append((since, now, 0))
     return windows
 
@@ -101,7 +111,9 @@ def plan_windows(state: store.SyncState, opts: SyncOptions, now: datetime) -> li
 class Syncer:
     """One `tracker sync` run over one database."""
 
-    def __init__(self, db: Database, session: PoliteSession, opts: SyncOptions, progress: Progress | None = None):
+    def __init__(
+        self, db: Database, session: PoliteSession, opts: SyncOptions, progress: Progress | None = None
+    ):
         self.db = db
         self.session = session
         self.opts = opts
@@ -149,7 +161,11 @@ class Syncer:
             with self.db.atomic():
                 page_counts = store.save_papers(self.db, batch)
                 position += len(batch)
-                state.resume_since, state.resume_until, state.resume_offset = since.isoformat(), until.isoformat(), position
+                state.resume_since, state.resume_until, state.resume_offset = (
+                    since.isoformat(),
+                    until.isoformat(),
+                    position,
+                )
                 store.save_state(self.db, state)
                 counts.__iadd__(page_counts)
                 store.progress_run(self.db, run_id, counts, self.session.requests_made - first_request)
@@ -168,7 +184,9 @@ class Syncer:
             if batch:
                 commit()
         except TrackerError as exc:
-            store.finish_run(self.db, run_id, counts, self.session.requests_made - first_request, "failed", str(exc))
+            store.finish_run(
+                self.db, run_id, counts, self.session.requests_made - first_request, "failed", str(exc)
+            )
             self.report.counts += counts
             raise
         with self.db.atomic():
@@ -192,11 +210,20 @@ class Syncer:
             day, items = announcements_from_rss(body, url)
             counts = store.save_announcements(self.db, items, feed_query)
         except TrackerError as exc:
-            store.finish_run(self.db, run_id, store.Counts(), self.session.requests_made - first_request, "failed", str(exc))
+            store.finish_run(
+                self.db,
+                run_id,
+                store.Counts(),
+                self.session.requests_made - first_request,
+                "failed",
+                str(exc),
+            )
             raise
         self.report.feed_items += len(items)
         # Weekends and holidays: arXiv publishes an empty feed. That is a successful, empty run.
-        store.finish_run(self.db, run_id, counts, self.session.requests_made - first_request, "ok" if items else "empty")
+        store.finish_run(
+            self.db, run_id, counts, self.session.requests_made - first_request, "ok" if items else "empty"
+        )
         self.report.counts.new += counts.new
         self.progress(f"feed {day or '?'}: {len(items)} announcements")
 
@@ -216,11 +243,17 @@ class Syncer:
                     counts.__iadd__(store.save_papers(self.db, rows))
                 self.progress(f"full records: {min(start + ID_BATCH, len(ids))}/{len(ids)}")
         except TrackerError as exc:
-            store.finish_run(self.db, run_id, counts, self.session.requests_made - first_request, "failed", str(exc))
+            store.finish_run(
+                self.db, run_id, counts, self.session.requests_made - first_request, "failed", str(exc)
+            )
             raise
         self.report.missing = store.papers_needing_metadata(self.db)
         if self.report.missing:
-            log.warning("%d announced papers are not (yet) in the API: %s", len(self.report.missing), ", ".join(self.report.missing[:5]))
+            log.warning(
+                "%d announced papers are not (yet) in the API: %s",
+                len(self.report.missing),
+                ", ".join(self.report.missing[:5]),
+            )
         # Not added to the report: each of these papers was counted when its announcement was stored.
         store.finish_run(self.db, run_id, counts, self.session.requests_made - first_request, "ok")
 
@@ -243,9 +276,10 @@ def load_files(db: Database, paths: Sequence[Path], progress: Progress | None = 
                 except OSError as exc:
                     raise InputError(f"{path}: cannot read: {exc.strerror}") from None
                 root = check_xml(content, str(path))
-                if root.tag == "{http://www.w3.org/2005/Atom}feed" and root.find(
-                    "{http://a9.com/-/spec/opensearch/1.1/}totalResults"
-                ) is not None:
+                if (
+                    root.tag == "{http://www.w3.org/2005/Atom}feed"
+                    and root.find("{http://a9.com/-/spec/opensearch/1.1/}totalResults") is not None
+                ):
                     report.counts += store.save_papers(db, page_from_root(root, str(path)).rows)
                 elif root.tag in ("rss", "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}RDF"):
                     _, items = announcements_from_rss(content, str(path))
@@ -264,4 +298,4 @@ def load_files(db: Database, paths: Sequence[Path], progress: Progress | None = 
     return report
 
 
-__all__ = ["SyncOptions", "SyncReport", "Syncer", "load_files", "plan_windows", "FetchError"]
+__all__ = ["FetchError", "SyncOptions", "SyncReport", "Syncer", "load_files", "plan_windows"]

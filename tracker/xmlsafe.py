@@ -11,15 +11,15 @@ from lxml import etree
 
 from tracker.errors import InputError
 
-_PARSER_KW = dict(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    recover=False,
-    remove_blank_text=False,
-)
+_PARSER_KW = {
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "dtd_validation": False,
+    "huge_tree": False,
+    "recover": False,
+    "remove_blank_text": False,
+}
 
 
 def check_xml(content: bytes, source: str) -> etree._Element:
