@@ -101,6 +101,17 @@ def test_watermark_catches_up_after_a_week_offline(tmp_path, mirror, corpus):
     assert db.execute("SELECT count(*) FROM papers").fetchone()[0] == len(march) + len(later)
 
 
+def test_an_explicit_old_window_does_not_move_the_nightly_watermark(tmp_path, mirror, march_2024):
+    mirror.add(march_2024)
+    db = tmp_path / "t.db"
+    assert run(*sync_args(db, mirror, *WINDOW)).exit_code == 0
+    assert q(db, "SELECT watermark FROM sync_state") == [(None,)]
+    mirror.requests.clear()
+    assert run(*sync_args(db, mirror, "--no-feed")).exit_code == 0
+    (query,) = mirror.api_requests()  # the first nightly run looks back initial_days, not to March 2024
+    assert "submittedDate:[2024" not in query["search_query"]
+
+
 def test_newer_version_updates_and_older_never_overwrites(tmp_path, mirror, march_2024):
     paper = dict(march_2024[0], version="v1")
     mirror.add([paper])

@@ -190,7 +190,10 @@ class Syncer:
             self.report.counts += counts
             raise
         with self.db.atomic():
-            if state.watermark is None or until.isoformat() > state.watermark:
+            # An explicit --since/--until window (a gap filled by hand, say in 2020) must not move the
+            # nightly watermark, or the next night would read everything from then on.
+            explicit = bool(self.opts.since or self.opts.until)
+            if not explicit and (state.watermark is None or until.isoformat() > state.watermark):
                 state.watermark = until.isoformat()
             state.resume_since = state.resume_until = None
             state.resume_offset = None
