@@ -74,7 +74,11 @@ class AtomPage:
 
 def collapse(text: str | None) -> str:
     """Collapse runs of whitespace (arXiv wraps titles and abstracts) to single spaces."""
-    return " ".join((text or "").split())
+    if not text:
+        return ""
+    if "  " not in text and "\n" not in text and "\t" not in text and "\r" not in text:
+        return text.strip()  # the common case, several times cheaper than split/join
+    return " ".join(text.split())
 
 
 def split_versioned_id(raw: str) -> tuple[str, int | None]:
@@ -107,6 +111,9 @@ def iso_utc(value: datetime | None) -> str | None:
 def _parse_ts(text: str | None) -> str | None:
     if not text:
         return None
+    text = text.strip()
+    if len(text) == 20 and text[-1] == "Z" and text[10] == "T":
+        return text[:-1] + "+00:00"  # arXiv's usual form, already UTC: no datetime round trip
     try:
         return iso_utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
     except ValueError:

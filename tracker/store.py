@@ -194,7 +194,7 @@ def save_papers(db: Database, rows: Iterable[PaperRow], now: str | None = None) 
                 if not r.get("needs_metadata")
             ),
         )
-        _link_authors(db, changed)
+        _link_authors(db, changed, [row["arxiv_id"] for row in changed if row["arxiv_id"] in existing])
     return counts
 
 
@@ -211,7 +211,7 @@ def _paper_values(row: PaperRow, now: str) -> tuple[Any, ...]:
     return tuple(values)
 
 
-def _link_authors(db: Database, rows: Sequence[PaperRow]) -> None:
+def _link_authors(db: Database, rows: Sequence[PaperRow], known_ids: Sequence[str]) -> None:
     names = {name for row in rows for name in row.get("authors") or [] if name}
     if not names:
         return
@@ -223,8 +223,8 @@ def _link_authors(db: Database, rows: Sequence[PaperRow]) -> None:
         chunk = name_list[start : start + 500]
         marks = ",".join("?" for _ in chunk)
         ids.update(conn.execute(f"SELECT name, id FROM authors WHERE name IN ({marks})", chunk).fetchall())
-    paper_ids = [(r["arxiv_id"],) for r in rows]
-    conn.executemany("DELETE FROM paper_authors WHERE arxiv_id = ?", paper_ids)
+    # Only papers that were stored before can have old links; new ones skip the DELETE.
+    conn.executemany("DELETE FROM paper_authors WHERE arxiv_id = ?", ((i,) for i in known_ids))
     conn.executemany(
         "INSERT OR IGNORE INTO paper_authors (arxiv_id, author_id, position) VALUES (?, ?, ?)",
         (
@@ -598,11 +598,15 @@ def open_existing(db_path: str | Path, wait: float = 60.0) -> Database:
         raise TrackerError(
             f"{path}: no such database; create it with `tracker sync {path}` or `tracker demo {path}`"
         )
-    db = open_db(path, migrate=False)
-    tables = set(db.table_names())
+    try:  # look before open_db, which would switch a foreign file to WAL
+        probe = Database(path)
+        tables = set(probe.table_names())
+        probe.close()
+    except Exception as exc:  # sqlite3.DatabaseError: "file is not a database"
+        raise TrackerError(f"{path}: cannot open database: {exc}") from None
     if tables and not ({"papers", "_sqlite_migrations"} & tables):
-        db.close()
         raise TrackerError(f"{path}: not a tracker database (it has no papers table)")
+    db = open_db(path, migrate=False)
     if migrations.pending(db):
         with writer_lock(path, wait=wait):
             migrations.apply(db)
@@ -751,4 +755,4 @@ def paper_tag_rows(db: Database, arxiv_id: str) -> list[dict[str, Any]]:
     cursor = db.conn.execute(
         "SELECT tag, facet, score, source, model_id FROM paper_tags WHERE arxiv_id = ? ORDER BY tag", (arxiv_id,)
     )
-    return [dict(zip(("tag", "facet", "score", "source", "model_id"), r)) for r in cursor]
+    return [dict(zip(("tag", "facet", "score", "source", "model_id"), r, strict=True)) for r in cursor]
