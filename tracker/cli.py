@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from functools import wraps
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from datetime import date
@@ -61,7 +62,7 @@ def cli() -> None:
 # == sync / demo ===============================================================================
 
 
-def parse_day(value: str | None, option: str) -> "date | None":
+def parse_day(value: str | None, option: str) -> date | None:
     """YYYY-MM-DD -> date, or a one-line ConfigError naming the option (no usage dump)."""
     from datetime import date
 
@@ -75,7 +76,7 @@ def parse_day(value: str | None, option: str) -> "date | None":
         raise ConfigError(f"{option} {value!r} is not a valid date (expected YYYY-MM-DD)") from None
 
 
-def stderr_progress() -> "Callable[[str], None]":
+def stderr_progress() -> Callable[[str], None]:
     """Progress lines on a terminal (rewritten in place); silent under cron."""
     if not sys.stderr.isatty():
         return lambda message: None
@@ -194,6 +195,137 @@ def classify_new(db, db_path, progress) -> None:
 
 
 # == classification =============================================================================
+
+
+def _rules_and_labels(labels_file=None):
+    from tracker.config import rules_dir
+    from tracker.rules import load_labels, load_taxonomy
+
+    rules = rules_dir()
+    taxonomy = load_taxonomy(rules / "taxonomy.yml")
+    return taxonomy, load_labels(labels_file or rules / "labels.csv", taxonomy)
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("db_path", type=click.Path(dir_okay=False))
+@handle_errors
+def train(db_path):
+    """Train the taxonomy classifier from rules/labels.csv plus the database's manual labels.
+
+    Saves DB_PATH's model (`<db>.classifier.skops`) and its sidecar (`<db>.classifier.json`: versions,
+    label hash, cross-validated scores per tag).
+
+    \b
+    Example:
+        tracker train papers.db
+    """
+    from tracker import classify, store
+
+    taxonomy, labels = _rules_and_labels()
+    with store.writer_lock(db_path):
+        db = store.open_db(db_path)
+        click.echo("training (cross-validating thresholds)...", err=True)
+        report = classify.train_from_db(db, db_path, taxonomy, labels)
+    click.echo(classify.render_train(report))
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("db_path", type=click.Path(dir_okay=False))
+@click.option("--all", "all_papers", is_flag=True, help="Re-tag every paper, not only those the current model has not seen.")
+@handle_errors
+def classify(db_path, all_papers):
+    """Tag papers not yet tagged by the current model (trains one first if there is none).
+
+    \b
+    Example:
+        tracker classify papers.db
+        tracker classify papers.db --all
+    """
+    from tracker import classify as classifier
+    from tracker import store
+
+    with store.writer_lock(db_path):
+        db = store.open_db(db_path)
+        done = [0]
+
+        def progress(n):
+            done[0] += n
+            click.echo(f"classified {done[0]} papers", err=True)
+
+        report = classifier.run_classify(db, db_path, all_papers=all_papers, progress=progress)
+    trained = " (trained a new model first)" if report.trained else ""
+    click.echo(f"classify: {report.papers} papers, {report.tagged} tagged (model {report.model_id}){trained}")
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("db_path", type=click.Path(dir_okay=False, exists=True))
+@click.argument("arxiv_id")
+@click.argument("tag")
+@click.option("--remove", is_flag=True, help="Record that the paper does NOT carry TAG.")
+@handle_errors
+def label(db_path, arxiv_id, tag, remove):
+    """Correct a paper's tags by hand: kept across retrains and used by the next `train`.
+
+    \b
+    Example:
+        tracker label papers.db 2304.08485 MIT
+        tracker label papers.db 2304.08485 evaluation --remove
+    """
+    from tracker import store
+    from tracker.errors import ConfigError as _ConfigError
+
+    taxonomy, _ = _rules_and_labels()
+    found = taxonomy.resolve(tag)
+    with store.writer_lock(db_path):
+        db = store.open_db(db_path)
+        if not store.paper_exists(db, arxiv_id):
+            raise _ConfigError(f"{arxiv_id}: no such paper in {db_path}")
+        store.save_manual_label(db, arxiv_id, found.slug, found.facet, "remove" if remove else "add")
+    click.echo(f"{arxiv_id}: {'removed' if remove else 'added'} {found.slug} (manual)")
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("db_path", type=click.Path(dir_okay=False, exists=True))
+@click.argument("arxiv_id")
+@handle_errors
+def explain(db_path, arxiv_id):
+    """Show why a paper carries each tag: scores, thresholds, terms, rules and named systems.
+
+    \b
+    Example:
+        tracker explain papers.db 2304.08485
+    """
+    from tracker import classify, store
+
+    db = store.open_db(db_path)
+    click.echo(classify.render_explanation(classify.explain(db, db_path, arxiv_id)))
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("db_path", type=click.Path(dir_okay=False))
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False, exists=True),
+              help="A labelled CSV (arxiv_id,tags) to cross-validate on instead of rules/labels.csv.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@handle_errors
+def evaluate(db_path, labels_file, as_json):
+    """Cross-validate the classifier and two baselines: precision, recall, F1 per tag, stream share.
+
+    \b
+    Example:
+        tracker evaluate papers.db
+        tracker evaluate papers.db --labels my_labels.csv --json
+    """
+    import json as _json
+    from pathlib import Path
+
+    from tracker import classify, store
+
+    taxonomy, labels = _rules_and_labels(Path(labels_file) if labels_file else None)
+    db = store.open_db(db_path)
+    data = classify.training_set(labels, store.manual_labels(db), lambda ids: store.paper_texts(db, ids))
+    report = classify.evaluate(taxonomy, data, progress=lambda s: click.echo(s, err=True))
+    click.echo(_json.dumps(report, indent=2) if as_json else classify.render_evaluation(report))
+
 
 # == digest / schedule / status =================================================================
 

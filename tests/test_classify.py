@@ -1,0 +1,222 @@
+"""classify.py: train / save / load / classify / label / explain / evaluate on real abstracts from the fixtures.
+
+Models here are trained on the fixture subset (about 120 papers) so the tests stay fast; one test trains
+on the full bundled data through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skops.io as sio
+from click.testing import CliRunner
+
+from tracker import classify, store
+from tracker.cli import cli
+from tracker.config import REPO_DIR, model_paths
+from tracker.errors import ModelError
+from tracker.rules import load_labels, load_taxonomy
+
+FIXTURES = Path(__file__).parent / "fixtures" / "classify"
+
+
+@pytest.fixture(scope="module")
+def records():
+    return [json.loads(line) for line in (FIXTURES / "papers.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def taxonomy():
+    return load_taxonomy(REPO_DIR / "rules" / "taxonomy.yml")
+
+
+@pytest.fixture(scope="module")
+def labels(taxonomy):
+    return load_labels(FIXTURES / "labels.csv", taxonomy)
+
+
+@pytest.fixture
+def db_path(tmp_path, records, monkeypatch):
+    monkeypatch.setenv("TRACKER_RULES", str(REPO_DIR / "rules"))
+    path = tmp_path / "papers.db"
+    db = store.open_db(path)
+    rows = [
+        {"arxiv_id": r["id"], "version": 1, "title": r["title"], "abstract": r["abstract"]} for r in records
+    ]
+    store.save_papers(db, rows)  # type: ignore[arg-type]
+    return path
+
+
+def _train(db_path, taxonomy, labels, records):
+    db = store.open_db(db_path)
+    return classify.train_from_db(
+        db, db_path, taxonomy, labels,
+        labelled=[r for r in records if r["kind"] != "corpus"],
+        corpus=[r for r in records if r["kind"] == "corpus"],
+    )  # fmt: skip
+
+
+def _tags(db_path):
+    db = store.open_db(db_path)
+    rows = db.conn.execute(
+        "SELECT arxiv_id, tag, source, score FROM paper_tags ORDER BY arxiv_id, tag"
+    ).fetchall()
+    papers = db.conn.execute("SELECT arxiv_id, tags, tagged_by FROM papers ORDER BY arxiv_id").fetchall()
+    scores = db.conn.execute("SELECT * FROM tag_scores ORDER BY arxiv_id, tag").fetchall()
+    return rows, papers, scores
+
+
+def test_save_load_round_trip_gives_identical_scores(db_path, taxonomy, labels, records):
+    report = _train(db_path, taxonomy, labels, records)
+    model_path, meta_path = model_paths(db_path)
+    texts = [classify.paper_text(r["title"], r["abstract"]) for r in records]
+    loaded, meta = classify.load_model(model_path, meta_path)
+    np.testing.assert_array_equal(report.model.scores(texts), loaded.scores(texts))
+    assert set(sio.get_untrusted_types(file=model_path)) <= set(classify.TRUSTED_TYPES)
+    assert meta["model_id"] == report.model_id and meta["label_hash"].startswith(labels.content_hash)
+    assert set(meta["cv"]) == set(loaded.model_tags) and {"M-ICL", "M-CoT", "LAVR"} <= set(loaded.model_tags)
+
+
+def test_model_from_another_sklearn_version_is_refused(db_path, taxonomy, labels, records):
+    _train(db_path, taxonomy, labels, records)
+    model_path, meta_path = model_paths(db_path)
+    meta = json.loads(meta_path.read_text())
+    meta["sklearn"] = "0.24.2"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="scikit-learn 0.24.2.*run: tracker train"):
+        classify.load_model(model_path, meta_path)
+    result = CliRunner().invoke(cli, ["classify", str(db_path)])
+    assert result.exit_code == 1 and "tracker train" in result.output
+
+
+def test_classify_tags_and_is_idempotent(db_path, taxonomy, labels, records):
+    report = _train(db_path, taxonomy, labels, records)
+    db = store.open_db(db_path)
+    first = classify.run_classify(db, db_path)
+    assert (
+        first.papers == len({r["id"] for r in records})
+        and first.model_id == report.model_id
+        and not first.trained
+    )
+    before = _tags(db_path)
+    again = classify.run_classify(db, db_path)
+    assert again.papers == 0 and _tags(db_path) == before
+    everything = classify.run_classify(db, db_path, all_papers=True)
+    assert everything.papers == first.papers and _tags(db_path) == before
+    rows, papers, scores = before
+    assert all(p[2] == report.model_id for p in papers)
+    # papers.tags mirrors paper_tags
+    mirror = {p[0]: json.loads(p[1]) for p in papers}
+    for arxiv_id, tags in mirror.items():
+        assert sorted(tags) == sorted(r[1] for r in rows if r[0] == arxiv_id)
+    # the survey's named systems carry their facts, by rule
+    by_id = {(r[0], r[1]): r[2] for r in rows}
+    assert by_id[("2103.00020", "contrastive")] == "rule"  # CLIP's abstract never says "contrastive"
+    assert by_id[("2304.02643", "visually-prompted")] == "rule"  # SAM
+    assert by_id[("2301.12597", "q-former")] == "rule"  # BLIP-2
+    # most corpus papers get no core tag; scores are kept for every model tag
+    corpus_ids = {r["id"] for r in records if r["kind"] == "corpus"}
+    core_hits = {r[0] for r in rows if r[0] in corpus_ids and r[1] in classify.CORE_TAGS}
+    assert len(core_hits) <= len(corpus_ids) // 4
+    assert len(scores) == first.papers * len(report.model.model_tags)
+
+
+def test_manual_label_wins_survives_retrain_and_changes_the_model(db_path, taxonomy, labels, records):
+    _train(db_path, taxonomy, labels, records)
+    db = store.open_db(db_path)
+    classify.run_classify(db, db_path)
+    negative = next(r for r in records if r["kind"] == "corpus")
+    text = classify.paper_text(negative["title"], negative["abstract"])
+    model, _ = classify.load_model(*model_paths(db_path))
+    col = model.model_tags.index("LAVR")
+    before = model.scores([text])[0, col]
+    runner = CliRunner()
+    result = runner.invoke(cli, ["label", str(db_path), negative["id"], "lavr"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert ("LAVR", "manual") in [(r["tag"], r["source"]) for r in store.paper_tag_rows(db, negative["id"])]
+    report = _train(db_path, taxonomy, labels, records)  # the retrain learns from the correction
+    after = report.model.scores([text])[0, col]
+    assert after > before
+    classify.run_classify(db, db_path)  # the new model re-tags everything; the person's label stays
+    assert ("LAVR", "manual") in [(r["tag"], r["source"]) for r in store.paper_tag_rows(db, negative["id"])]
+    # --remove: a tag the model or a rule gives is taken away, also after reclassifying
+    clip = "2103.00020"
+    assert runner.invoke(cli, ["label", str(db_path), clip, "contrastive", "--remove"]).exit_code == 0
+    classify.run_classify(db, db_path, all_papers=True)
+    assert "contrastive" not in json.loads(
+        db.conn.execute("SELECT tags FROM papers WHERE arxiv_id = ?", (clip,)).fetchone()[0]
+    )
+
+
+def test_explain_names_terms_of_the_paper_and_the_rules(db_path, taxonomy, labels, records):
+    _train(db_path, taxonomy, labels, records)
+    db = store.open_db(db_path)
+    classify.run_classify(db, db_path)
+    tagged = db.conn.execute(
+        "SELECT arxiv_id FROM paper_tags WHERE source = 'model' AND tag = 'hallucination' LIMIT 1"
+    ).fetchone()[0]
+    expl = classify.explain(db, db_path, tagged)
+    hall = next(x for x in expl.model if x.tag == "hallucination")
+    assert hall.carried and hall.score >= hall.threshold and hall.up
+    title, abstract = store.paper_texts(db, [tagged])[tagged]
+    words = set(re.findall(r"[\w-]+", f"{title} {abstract}".lower()))
+    for term, _weight in hall.up + hall.down:
+        if not term.startswith("rule:"):
+            assert set(term.split()) <= words, term
+    result = CliRunner().invoke(cli, ["explain", str(db_path), "2304.10592"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "named-system:MiniGPT-4" in result.output and "q-former" in result.output
+    assert "threshold" in result.output
+
+
+def test_cli_errors_are_one_line_and_non_zero(db_path, taxonomy, labels, records):
+    runner = CliRunner()
+    bad_tag = runner.invoke(cli, ["label", str(db_path), "2103.00020", "not-a-tag"])
+    assert bad_tag.exit_code == 2 and "unknown tag 'not-a-tag'" in bad_tag.output
+    assert len(bad_tag.output.strip().splitlines()) == 1
+    no_paper = runner.invoke(cli, ["label", str(db_path), "2999.00001", "MIT"])
+    assert no_paper.exit_code != 0 and "2999.00001" in no_paper.output and "Traceback" not in no_paper.output
+    no_model = runner.invoke(cli, ["explain", str(db_path), "2103.00020"])
+    assert no_model.exit_code == 1 and "tracker train" in no_model.output
+    _train(db_path, taxonomy, labels, records)
+    unknown = runner.invoke(cli, ["explain", str(db_path), "2999.00001"])
+    assert unknown.exit_code == 1 and "not in the database" in unknown.output
+    db = store.open_db(db_path)
+    assert db.conn.execute("SELECT count(*) FROM manual_labels").fetchone()[0] == 0
+
+
+def test_evaluate_reports_product_and_baselines(taxonomy, labels, records):
+    data = classify.training_set(
+        labels, [], lambda ids: {},
+        labelled=[r for r in records if r["kind"] != "corpus"],
+        corpus=[r for r in records if r["kind"] == "corpus"],
+    )  # fmt: skip
+    report = classify.evaluate(taxonomy, data)
+    assert set(report["systems"]) == {"product", "keyword", "tfidf_svc"}
+    for system in report["systems"].values():
+        assert set(system["per_tag"]) == set(report["tags"])
+        assert 0 <= system["macro_f1"] <= 1 and 0 <= system["stream_tagged"] <= 1
+    text = classify.render_evaluation(report)
+    assert "macro-F1" in text and "keyword OR-query" in text
+
+
+def test_full_training_and_classify_through_the_cli(tmp_path, records, monkeypatch):
+    """The one test on the full bundled data: `train` then `classify`, as a user runs them."""
+    monkeypatch.setenv("TRACKER_RULES", str(REPO_DIR / "rules"))
+    path = tmp_path / "full.db"
+    db = store.open_db(path)
+    store.save_papers(db, [{"arxiv_id": r["id"], "version": 1, "title": r["title"], "abstract": r["abstract"]}
+                           for r in records])  # type: ignore[misc]  # fmt: skip
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", str(path)], catch_exceptions=False)
+    assert result.exit_code == 0 and "trained model" in result.output
+    meta = json.loads(model_paths(path)[1].read_text())
+    assert set(classify.CORE_TAGS) <= set(meta["model_tags"])
+    result = runner.invoke(cli, ["classify", str(path)], catch_exceptions=False)
+    assert result.exit_code == 0 and f"classify: {len({r['id'] for r in records})} papers" in result.output
+    tags = dict(db.conn.execute("SELECT arxiv_id, tags FROM papers").fetchall())
+    assert "MIT" in json.loads(tags["2304.10592"])  # MiniGPT-4

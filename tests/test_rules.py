@@ -1,0 +1,113 @@
+"""rules.py: the shipped taxonomy and labels load, and every kind of bad rules file is refused with file:line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tracker.config import REPO_DIR
+from tracker.errors import ConfigError
+from tracker.rules import load_labels, load_taxonomy
+
+BAD = Path(__file__).parent / "fixtures" / "classify" / "bad"
+
+
+@pytest.fixture(scope="module")
+def taxonomy():
+    return load_taxonomy(REPO_DIR / "rules" / "taxonomy.yml")
+
+
+def test_shipped_taxonomy_has_every_facet_and_tag_of_the_survey(taxonomy):
+    assert {f.name for f in taxonomy.facets} == {"paradigm", "mllm", "architecture", "topic", "task"}
+    expected = {
+        "contrastive", "generative", "hybrid", "conversational", "visually-prompted", "heterogeneous",
+        "MIT", "M-ICL", "M-CoT", "LAVR", "nfnet", "vit", "clip-vit", "eva-clip", "cross-attention",
+        "q-former", "p-former", "mlp", "linear", "hallucination", "evaluation", "alignment", "unified",
+        "dataset", "classification", "detection", "segmentation", "tracking", "action-recognition",
+    }  # fmt: skip
+    assert set(taxonomy.slugs) == expected
+    assert all(t.description for t in taxonomy.tags)
+
+
+def test_named_systems_carry_the_surveys_facts(taxonomy):
+    facts = {s.name: set(s.tags) for s in taxonomy.named_systems}
+    assert "contrastive" in facts["CLIP"]
+    assert "q-former" in facts["BLIP-2"] and "q-former" in facts["MiniGPT-4"]
+    assert "linear" in facts["LLaVA"] and "mlp" in facts["LLaVA-1.5"]
+    assert "visually-prompted" in facts["SAM"]
+    llava = next(s for s in taxonomy.named_systems if s.name == "LLaVA")
+    assert llava.matches("9999.99999", "Visual  Instruction Tuning")
+    assert not llava.matches("9999.99999", "Improved Baselines with Visual Instruction Tuning")
+
+
+def test_sections_map_to_tags_by_name(taxonomy):
+    bradyfu = "BradyFU/Awesome-Multimodal-Large-Language-Models"
+    assert taxonomy.tags_for_section(f"{bradyfu}@main", "Multimodal Chain-of-Thought") == ["M-CoT"]
+    assert set(taxonomy.tags_for_section(f"{bradyfu}@Alignment", "Hallucination")) == {
+        "hallucination",
+        "alignment",
+    }
+    assert taxonomy.tags_for_section(f"{bradyfu}@Benchmarks", "Foundational Capability / OCR") == [
+        "evaluation"
+    ]
+    assert set(taxonomy.tags_for_section(f"{bradyfu}@main", "Datasets of Multimodal Instruction Tuning")) == {
+        "MIT", "dataset"}  # fmt: skip
+    assert taxonomy.tags_for_section(f"{bradyfu}@main", "Foundation Models") == []
+
+
+def test_shipped_labels_load_and_cover_the_rare_tags(taxonomy):
+    labels = load_labels(REPO_DIR / "rules" / "labels.csv", taxonomy)
+    counts = {t: sum(t in lab.tags for lab in labels.labels) for t in ("M-ICL", "M-CoT", "LAVR", "MIT")}
+    assert all(n >= 8 for n in counts.values()), counts
+    assert re.fullmatch(r"[0-9a-f]{16}", labels.content_hash)
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "message"),
+    [
+        ("malformed.yml", 9, "malformed YAML"),
+        ("unknown_facet.yml", 9, "unknown facet 'topics'"),
+        ("duplicate_tag.yml", 13, "duplicate tag 'MIT'"),
+        ("unknown_system_tag.yml", 10, "unknown tag 'contrastive'"),
+    ],
+)
+def test_bad_taxonomy_is_refused_with_file_and_line(name, line, message):
+    with pytest.raises(ConfigError) as info:
+        load_taxonomy(BAD / name)
+    text = str(info.value)
+    assert f"{BAD / name}:{line}:" in text and message in text
+    assert "\n" not in text
+
+
+def test_duplicate_yaml_key_is_refused(tmp_path):
+    path = tmp_path / "taxonomy.yml"
+    path.write_text(
+        (BAD / "good.yml").read_text().replace("    facet: mllm\n", "    facet: mllm\n    facet: topic\n", 1)
+    )
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(path))}:7: duplicate key 'facet'"):
+        load_taxonomy(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "message"),
+    [
+        ("unknown_tag_labels.csv", 4, "unknown tag 'q-former'"),
+        ("bad_id_labels.csv", 3, "not an arXiv id"),
+        ("duplicate_id_labels.csv", 3, "duplicate arxiv_id 2304.08485"),
+    ],
+)
+def test_bad_labels_are_refused_with_file_and_line(name, line, message):
+    taxonomy = load_taxonomy(BAD / "good.yml")
+    with pytest.raises(ConfigError) as info:
+        load_labels(BAD / name, taxonomy)
+    assert f"{BAD / name}:{line}:" in str(info.value) and message in str(info.value)
+
+
+def test_good_small_files_load():
+    taxonomy = load_taxonomy(BAD / "good.yml")
+    assert taxonomy.slugs == ("MIT", "hallucination")
+    assert taxonomy.resolve("mit").slug == "MIT"
+    with pytest.raises(ConfigError, match="unknown tag 'nope'"):
+        taxonomy.resolve("nope")

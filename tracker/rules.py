@@ -1,0 +1,335 @@
+"""Load and validate the human-edited rules (`taxonomy.yml`, `labels.csv`) into frozen dataclasses.
+
+Every error names the file and the line, because these files are edited by hand and reviewed in PRs:
+a malformed YAML line, an unknown facet, a duplicate tag or a label naming an unknown tag is refused
+before anything is trained or written.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tracker.errors import ConfigError
+
+TAG_SLUG = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+ARXIV_ID = re.compile(r"^(\d{4}\.\d{4,5}|[a-z-]+(\.[A-Z]{2})?/\d{7})$")
+_LINE = "__line__"
+
+
+@dataclass(frozen=True)
+class SectionPattern:
+    """A curated-list section glob, optionally restricted to lists matching `list_glob`."""
+
+    section: str
+    list_glob: str = "*"
+
+    def matches(self, source_list: str, section: str) -> bool:
+        return fnmatch.fnmatchcase(section.lower(), self.section.lower()) and fnmatch.fnmatchcase(
+            source_list.lower(), self.list_glob.lower()
+        )
+
+
+@dataclass(frozen=True)
+class Tag:
+    slug: str
+    facet: str
+    title: str
+    description: str
+    sections: tuple[SectionPattern, ...] = ()
+    keywords: tuple[str, ...] = ()
+    context: tuple[str, ...] = ()
+    threshold: float | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Facet:
+    name: str
+    title: str
+    description: str
+
+
+@dataclass(frozen=True)
+class NamedSystem:
+    """A system the survey names: the paper introducing it (by id or title glob) carries `tags`."""
+
+    name: str
+    tags: tuple[str, ...]
+    arxiv_id: str | None = None
+    title: str | None = None
+
+    def matches(self, arxiv_id: str, title: str) -> bool:
+        if self.arxiv_id and arxiv_id == self.arxiv_id:
+            return True
+        if self.title:
+            clean = " ".join(title.split()).lower()
+            return fnmatch.fnmatchcase(clean, self.title.lower())
+        return False
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    facets: tuple[Facet, ...]
+    tags: tuple[Tag, ...]
+    named_systems: tuple[NamedSystem, ...] = ()
+    path: str = ""
+
+    @property
+    def slugs(self) -> tuple[str, ...]:
+        return tuple(t.slug for t in self.tags)
+
+    def tag(self, slug: str) -> Tag:
+        for t in self.tags:
+            if t.slug == slug:
+                return t
+        raise ConfigError(f"unknown tag {slug!r}; known tags: {', '.join(self.slugs)}")
+
+    def resolve(self, name: str) -> Tag:
+        """Find a tag by slug, case-insensitively (so `tracker label ... mit` works)."""
+        for t in self.tags:
+            if t.slug == name or t.slug.lower() == name.lower():
+                return t
+        raise ConfigError(f"unknown tag {name!r}; known tags: {', '.join(self.slugs)}")
+
+    def tags_for_section(self, source_list: str, section: str) -> list[str]:
+        return [t.slug for t in self.tags if any(p.matches(source_list, section) for p in t.sections)]
+
+
+@dataclass(frozen=True)
+class Label:
+    arxiv_id: str
+    tags: tuple[str, ...]
+    line: int = 0
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Labels:
+    labels: tuple[Label, ...]
+    path: str = ""
+    content_hash: str = ""
+    by_id: dict[str, Label] = field(default_factory=dict, compare=False, hash=False)
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A SafeLoader that records each mapping's line and refuses duplicate keys."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(f"{loader.name}:{line}: duplicate key {key!r} (first at line {seen[key]})")
+        seen[key] = line
+    mapping = loader.construct_mapping(node, deep=True)
+    mapping[_LINE] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    loader = _LineLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        raise ConfigError(f"{path}:{line}: malformed YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{where}: expected a list of non-empty strings")
+    return tuple(v.strip() for v in value)
+
+
+def _text(entry: dict[str, Any], key: str, where: str, required: bool = True) -> str:
+    value = entry.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: {key!r} must be a non-empty string")
+    return value.strip()
+
+
+def _sections(value: Any, where: str) -> tuple[SectionPattern, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: 'sections' must be a list")
+    out = []
+    for item in value:
+        if isinstance(item, str) and item.strip():
+            out.append(SectionPattern(item.strip()))
+        elif isinstance(item, dict) and isinstance(item.get("section"), str):
+            unknown = set(item) - {"section", "list", _LINE}
+            if unknown:
+                raise ConfigError(f"{where}: unknown key(s) in a section entry: {', '.join(sorted(unknown))}")
+            out.append(SectionPattern(item["section"].strip(), str(item.get("list") or "*").strip()))
+        else:
+            raise ConfigError(
+                f"{where}: each section is a glob string or a mapping with 'section' (and 'list')"
+            )
+    return tuple(out)
+
+
+TAG_KEYS = {"slug", "facet", "title", "description", "sections", "keywords", "context", "threshold", _LINE}
+
+
+def load_taxonomy(path: str | Path) -> Taxonomy:
+    """Read and validate taxonomy.yml (facets, tags, named systems)."""
+    path = Path(path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: expected a mapping with 'facets' and 'tags'")
+    unknown_top = set(data) - {"facets", "tags", "named_systems", _LINE}
+    if unknown_top:
+        raise ConfigError(f"{path}:1: unknown top-level key(s): {', '.join(sorted(map(str, unknown_top)))}")
+    raw_facets = data.get("facets")
+    if not isinstance(raw_facets, dict) or len(raw_facets) <= 1:
+        raise ConfigError(
+            f"{path}:{data[_LINE]}: 'facets' must be a mapping of facet name to title/description"
+        )
+    facets = []
+    for name, entry in raw_facets.items():
+        if name == _LINE:
+            continue
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}:{raw_facets[_LINE]}: facet {name!r} must be a mapping")
+        where = f"{path}:{entry[_LINE]}"
+        facets.append(
+            Facet(str(name), _text(entry, "title", where), _text(entry, "description", where, False))
+        )
+    facet_names = {f.name for f in facets}
+
+    raw_tags = data.get("tags")
+    if not isinstance(raw_tags, list) or not raw_tags:
+        raise ConfigError(f"{path}: 'tags' must be a non-empty list")
+    tags: list[Tag] = []
+    seen: dict[str, int] = {}
+    for entry in raw_tags:
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: each entry of 'tags' must be a mapping (got {entry!r})")
+        line = entry[_LINE]
+        where = f"{path}:{line}"
+        extra = set(entry) - TAG_KEYS
+        if extra:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(map(str, extra)))} in tag")
+        slug = _text(entry, "slug", where)
+        if not TAG_SLUG.match(slug):
+            raise ConfigError(f"{where}: tag slug {slug!r} must be letters, digits and '-'")
+        if slug.lower() in seen:
+            raise ConfigError(f"{where}: duplicate tag {slug!r} (first defined at line {seen[slug.lower()]})")
+        seen[slug.lower()] = line
+        facet = _text(entry, "facet", where)
+        if facet not in facet_names:
+            raise ConfigError(
+                f"{where}: tag {slug!r} names unknown facet {facet!r}; facets: {', '.join(facet_names)}"
+            )
+        threshold = entry.get("threshold")
+        if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
+            raise ConfigError(f"{where}: threshold of {slug!r} must be a number between 0 and 1")
+        tags.append(
+            Tag(
+                slug=slug,
+                facet=facet,
+                title=_text(entry, "title", where),
+                description=_text(entry, "description", where),
+                sections=_sections(entry.get("sections"), where),
+                keywords=_strings(entry.get("keywords"), f"{where}: keywords of {slug!r}"),
+                context=_strings(entry.get("context"), f"{where}: context of {slug!r}"),
+                threshold=float(threshold) if threshold is not None else None,
+                line=line,
+            )
+        )
+    slugs = {t.slug for t in tags}
+    systems = []
+    for entry in data.get("named_systems") or []:
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: each entry of 'named_systems' must be a mapping (got {entry!r})")
+        where = f"{path}:{entry[_LINE]}"
+        name = _text(entry, "name", where)
+        sys_tags = _strings(entry.get("tags"), f"{where}: tags of {name!r}")
+        for slug in sys_tags:
+            if slug not in slugs:
+                raise ConfigError(f"{where}: named system {name!r} names unknown tag {slug!r}")
+        arxiv_id = entry.get("arxiv_id")
+        if arxiv_id is not None and not ARXIV_ID.match(str(arxiv_id)):
+            raise ConfigError(f'{where}: {arxiv_id!r} is not an arXiv id (quote it: "2304.08485")')
+        title = entry.get("title")
+        if not sys_tags or (arxiv_id is None and not title):
+            raise ConfigError(f"{where}: named system {name!r} needs tags and an arxiv_id or title")
+        systems.append(NamedSystem(name, sys_tags, str(arxiv_id) if arxiv_id else None, title))
+    return Taxonomy(tuple(facets), tuple(tags), tuple(systems), str(path))
+
+
+def load_labels(path: str | Path, taxonomy: Taxonomy) -> Labels:
+    """Read labels.csv (`arxiv_id,tags[,title]`; tags space-separated, empty = a curated negative)."""
+    import hashlib
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    reader = csv.reader(text.splitlines())
+    header = next(reader, None)
+    if not header or [h.strip() for h in header[:2]] != ["arxiv_id", "tags"]:
+        raise ConfigError(f"{path}:1: header must start with 'arxiv_id,tags'")
+    known = {t.slug for t in taxonomy.tags}
+    labels: list[Label] = []
+    by_id: dict[str, Label] = {}
+    for row in reader:
+        line = reader.line_num
+        if not row or not any(c.strip() for c in row):
+            continue
+        arxiv_id = row[0].strip()
+        if not ARXIV_ID.match(arxiv_id):
+            raise ConfigError(f"{path}:{line}: {arxiv_id!r} is not an arXiv id without version")
+        tags = tuple((row[1] if len(row) > 1 else "").split())
+        for tag in tags:
+            if tag not in known:
+                raise ConfigError(f"{path}:{line}: unknown tag {tag!r} for {arxiv_id}")
+        if arxiv_id in by_id:
+            raise ConfigError(
+                f"{path}:{line}: duplicate arxiv_id {arxiv_id} (first at line {by_id[arxiv_id].line})"
+            )
+        label = Label(arxiv_id, tags, line, row[2].strip() if len(row) > 2 else "")
+        labels.append(label)
+        by_id[arxiv_id] = label
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    return Labels(tuple(labels), str(path), digest, by_id)
+
+
+def load_rules(rules: Path) -> tuple[Taxonomy, Labels]:
+    """Both classifier inputs from a rules folder."""
+    taxonomy = load_taxonomy(rules / "taxonomy.yml")
+    return taxonomy, load_labels(rules / "labels.csv", taxonomy)
