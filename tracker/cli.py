@@ -329,6 +329,326 @@ def evaluate(db_path, labels_file, as_json):
 
 # == digest / schedule / status =================================================================
 
+
+def load_digest_taxonomy(db):
+    """rules/taxonomy.yml as the digest needs it; without one, the tags the database holds."""
+    from tracker import digest, rules, store
+    from tracker.config import rules_dir
+
+    path = rules_dir() / "taxonomy.yml"
+    if path.exists():
+        return digest.taxonomy_from_rules(rules.load_taxonomy(path))
+    return digest.taxonomy_from_pairs(store.stored_tags(db))
+
+
+def parse_now(value):
+    """--now (hidden; tests and reproducible output) or the clock, as an aware UTC datetime."""
+    from datetime import datetime, timezone
+
+    if not value:
+        return datetime.now(timezone.utc)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--now {value!r}: expected an ISO date-time like 2026-11-23T06:00:00+00:00") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def digest_window(week, since, until, now):
+    from tracker import digest
+
+    if week and (since or until):
+        raise ConfigError("use either --week or --since/--until, not both")
+    if week:
+        return digest.parse_week(week)
+    if since or until:
+        if not (since and until):
+            raise ConfigError("--since and --until go together")
+        return digest.window_between(since, until)
+    return digest.last_complete_week(now.date())
+
+
+class DigestSource:
+    """The window's rows and trend, read once and shared by every recipient's digest."""
+
+    def __init__(self, db, window, now, max_per_tag):
+        from tracker import digest, store
+
+        self.taxonomy, self.window, self.now, self.max_per_tag = load_digest_taxonomy(db), window, now, max_per_tag
+        self.rows = store.tagged_papers_between(db, window.since.isoformat(), window.until.isoformat())
+        first = digest.trend_mondays(window)[0]
+        self.trend = store.tag_counts_by_week(db, first.isoformat(), window.until.isoformat())
+        self.charts = {}
+
+    def build(self, tags=(), sent=None):
+        from tracker import digest
+
+        return digest.build(self.rows, self.taxonomy, self.window, self.now, tags=tags, sent=sent,
+                            trend=self.trend, max_per_tag=self.max_per_tag)  # fmt: skip
+
+    def chart(self, d):
+        """The trend PNG for a digest's tags (None when there is nothing to draw), drawn once per tag set."""
+        from tracker.chart import MAX_PANELS, render_trend_png
+
+        series = sorted(((s.title, s.trend) for s in d.sections if any(s.trend)), key=lambda t: -t[1][-1])
+        key = tuple((title, tuple(counts)) for title, counts in series[:MAX_PANELS])
+        if key and key not in self.charts:
+            self.charts[key] = render_trend_png(d.trend_mondays, series)
+        return self.charts.get(key)
+
+    def message(self, d, sender, recipient, message_id=None):
+        from tracker import digest, mail
+
+        png = self.chart(d)
+        html = digest.render_html(d, f"cid:{mail.CHART_CID}" if png else None)
+        return mail.build_message(sender=sender, recipient=recipient, subject=d.subject, text=digest.render_text(d),
+                                  html=html, chart_png=png, message_id=message_id)  # fmt: skip
+
+
+def write_digest_file(source, d, out, sender, recipient):
+    """--out: the whole message (.eml) or a self-contained HTML page with the chart inlined (.html)."""
+    import base64
+    from pathlib import Path
+
+    from tracker import digest
+
+    path = Path(out)
+    if path.suffix == ".eml":
+        path.write_bytes(bytes(source.message(d, sender or "tracker@localhost.localdomain", recipient)))
+    elif path.suffix in (".html", ".htm"):
+        png = source.chart(d)
+        src = f"data:image/png;base64,{base64.b64encode(png).decode()}" if png else None
+        path.write_text(digest.render_html(d, src), encoding="utf-8")
+    else:
+        raise ConfigError(f"--out {out}: expected a file name ending in .eml or .html")
+
+
+def deliver_digests(db, source, recipients, smtp, resend, skip_empty):
+    """Send each recipient's digest of the window exactly once; returns the addresses that failed.
+
+    (recipient, window) moves sending -> sent | failed in the digests table, and the papers a sent
+    digest carried go to digest_papers, so reruns skip what arrived and retry what did not.
+    """
+    from tracker import mail, store
+    from tracker.errors import MailError
+
+    label, failed = source.window.label, []
+    for email, tags in recipients:
+        record = store.digest_record(db, email, label)
+        if record and record["state"] == "sent" and not resend:
+            click.echo(f"{label} already sent to {email} ({record['updated']}); nothing sent (--resend to repeat)", err=True)
+            continue
+        if record and record["state"] == "sending":
+            click.echo(f"{label} to {email}: an earlier attempt was interrupted mid-send; sending again", err=True)
+        d = source.build(tags, None if resend else store.sent_versions(db, email))
+        if d.empty and skip_empty:
+            store.finish_digest(db, email, label, "empty")
+            click.echo(f"{label} to {email}: nothing new in their tags; skipped (--skip-empty)", err=True)
+            continue
+        message_id = mail.new_message_id(smtp.sender)
+        message = source.message(d, smtp.sender, email, message_id)
+        attempt = store.begin_digest(db, email, label)
+        try:
+            mail.send(message, smtp)
+        except MailError as exc:
+            store.finish_digest(db, email, label, "failed", error=str(exc))
+            click.echo(f"{label} to {email} failed (attempt {attempt}): {exc}", err=True)
+            failed.append(email)
+            continue
+        store.finish_digest(db, email, label, "sent", d.paper_versions(), message_id)
+        click.echo(f"sent {label} to {email}: {d.listed_count} papers listed", err=True)
+    return failed
+
+
+@cli.command()
+@click.argument("db_path", type=click.Path(dir_okay=False, exists=True))
+@click.option("--week", help="ISO week, e.g. 2026-W47 (default: the last complete week)")
+@click.option("--since", help="First day of a custom window, YYYY-MM-DD")
+@click.option("--until", help="Last day of a custom window, YYYY-MM-DD (inclusive)")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the message (.eml) or the HTML page (.html)")
+@click.option("--send", is_flag=True, help="Email it over SMTP (to --to, else to every subscriber)")
+@click.option("--to", "to", multiple=True, help="Recipient address (repeatable); default: the subscribers")
+@click.option("--smtp-host", help="SMTP server (else auth.json smtp_host, else TRACKER_SMTP_HOST)")
+@click.option("--smtp-port", type=click.IntRange(1, 65535), help="SMTP port (default 587, 465 with --ssl)")
+@click.option("--starttls", "security", flag_value="starttls", help="Upgrade with STARTTLS (the default)")
+@click.option("--ssl", "security", flag_value="ssl", help="Connect with implicit TLS")
+@click.option("--plain", "security", flag_value="plain", help="No TLS (loopback relays only with a password)")
+@click.option("--smtp-user", help="SMTP login; the password comes from auth.json or TRACKER_SMTP_PASSWORD")
+@click.option("--from", "sender", help="Sender address (else auth.json smtp_from, else the SMTP user)")
+@click.option("--resend", is_flag=True, help="Send again even if this window already reached the recipient")
+@click.option("--skip-empty", is_flag=True, help="Send nothing (rather than a short note) when nothing is new")
+@click.option("--max-per-tag", type=click.IntRange(1, 1000), default=20, show_default=True, help="Papers listed per tag")
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait for another writer's lock")
+@click.option("--now", hidden=True, help="Pretend it is this ISO date-time (reproducible output)")
+@handle_errors
+def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, security, smtp_user, sender, resend,
+           skip_empty, max_per_tag, wait, now):  # fmt: skip
+    """Build the weekly digest of your tags: print it, write it to a file, or email it.
+
+    Each (recipient, week) is sent once: a rerun sends nothing, a failed send is retried by the
+    next run, and a paper a recipient already got comes back only when it is revised.
+
+    \b
+    Example:
+        tracker digest papers.db --week 2026-W47
+        tracker digest papers.db --out digest.html
+        tracker subscribe papers.db me@example.org --tag hallucination
+        TRACKER_SMTP_PASSWORD=... tracker digest papers.db --send --smtp-host smtp.example.org --smtp-user me@example.org
+    """
+    from tracker import config, mail, store
+    from tracker import digest as digest_mod
+    from tracker.errors import MailError
+
+    moment = parse_now(now)
+    window = digest_window(week, since, until, moment)
+    to = [mail.check_address(a, "--to") for a in to]
+    if send and out:
+        raise ConfigError("--out writes a file and --send emails: use one at a time")
+    db = store.open_db(db_path)
+    subscribers = dict(store.list_subscribers(db))
+    source = DigestSource(db, window, moment, max_per_tag)
+    if not send:
+        d = source.build(subscribers.get(to[0], []) if to else ())
+        if d.empty and skip_empty:
+            click.echo(f"{window.label}: nothing new in your tags", err=True)
+        elif out:
+            write_digest_file(source, d, out, sender, to[0] if to else None)
+            click.echo(f"wrote {window.label} ({d.paper_count} papers) to {out}", err=True)
+        else:
+            click.echo(digest_mod.render_text(d), nl=False)
+        return
+    smtp = mail.smtp_settings(config.load_auth(), host=smtp_host, port=smtp_port, security=security,
+                              user=smtp_user, sender=sender)  # fmt: skip
+    recipients = [(a, subscribers.get(a, [])) for a in to] or list(subscribers.items())
+    if not recipients:
+        raise ConfigError("no recipients: pass --to EMAIL or add one with `tracker subscribe`")
+    with store.writer_lock(db_path, wait):
+        failed = deliver_digests(db, source, recipients, smtp, resend, skip_empty)
+    if failed:
+        raise MailError(f"{len(failed)} of {len(recipients)} digests for {window.label} failed ({', '.join(failed)}); "
+                        "recorded as failed, the next run retries them")  # fmt: skip
+
+
+@cli.command()
+@click.argument("db_path", type=click.Path(dir_okay=False))
+@click.argument("email")
+@click.option("--tag", "tags", multiple=True, help="Only this tag (repeatable); default: every tag")
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait for another writer's lock")
+@handle_errors
+def subscribe(db_path, email, tags, wait):
+    """Subscribe EMAIL to the weekly digest (all tags, or those given); rerun to change the tags.
+
+    \b
+    Example:
+        tracker subscribe papers.db me@example.org
+        tracker subscribe papers.db me@example.org --tag hallucination --tag evaluation
+    """
+    from tracker import mail, store
+
+    email = mail.check_address(email)
+    with store.writer_lock(db_path, wait):
+        db = store.open_db(db_path)
+        chosen = load_digest_taxonomy(db).validate(tags)
+        new = store.save_subscriber(db, email, chosen)
+    click.echo(f"{'subscribed' if new else 'updated'} {email}: {', '.join(chosen) or 'all tags'}")
+
+
+@cli.command()
+@click.argument("db_path", type=click.Path(dir_okay=False, exists=True))
+@click.argument("email")
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait for another writer's lock")
+@handle_errors
+def unsubscribe(db_path, email, wait):
+    """Stop sending the weekly digest to EMAIL (what it was sent stays recorded).
+
+    \b
+    Example:
+        tracker unsubscribe papers.db me@example.org
+    """
+    from tracker import store
+
+    with store.writer_lock(db_path, wait):
+        if not store.delete_subscriber(store.open_db(db_path), email.strip()):
+            raise ConfigError(f"{email} is not subscribed")
+    click.echo(f"unsubscribed {email}")
+
+
+def collect_status(db, now, max_missed):
+    """Gather the store's figures and judge them against arXiv's calendar."""
+    from datetime import timedelta
+
+    from tracker import digest, status, store
+
+    runs = store.sync_run_summary(db)
+    today = now.astimezone(status.ARXIV_TZ).date()
+    first = today - timedelta(days=13)
+    counts = store.papers_per_day(db, first.isoformat(), today.isoformat())
+    per_day = [(first + timedelta(days=n), counts.get((first + timedelta(days=n)).isoformat(), 0)) for n in range(14)]
+    newest, newest_source = status.newest_from(store.newest_announced(db), store.newest_updated(db))
+    due = status.next_digest_due(now)
+    last_week = digest.last_complete_week(today).label
+    pending = [e for e, _ in store.list_subscribers(db) if (store.digest_record(db, e, last_week) or {}).get("state") != "sent"]
+    failures = [r for r in store.recent_digests(db) if r["state"] == "failed"]
+    return status.Status(now, runs["last"], runs["last_ok"], runs["last_failed"], runs["running"], per_day, newest,
+                         newest_source, status.expected_announcement(now, max_missed), due,
+                         digest.last_complete_week(due.date()).label, last_week, pending, failures)  # fmt: skip
+
+
+@cli.command()
+@click.argument("db_path", type=click.Path(dir_okay=False, exists=True))
+@click.option("--max-missed", type=click.IntRange(0, 10), default=1, show_default=True,
+              help="arXiv mailings that may be missing before the data counts as stale")  # fmt: skip
+@click.option("--now", hidden=True, help="Pretend it is this ISO date-time")
+@handle_errors
+def status(db_path, max_missed, now):
+    """Report sync health and the next digest; exit 1 when the last sync failed or the data is stale.
+
+    Stale means older than arXiv's calendar allows: announcements come at 20:00 US/Eastern,
+    Sunday to Thursday. Suited to a monitor: `tracker status db || alert`.
+
+    \b
+    Example:
+        tracker status papers.db
+    """
+    from tracker import store
+    from tracker.status import render_status
+
+    report = collect_status(store.open_db(db_path), parse_now(now), max_missed)
+    click.echo(render_status(report), nl=False)
+    if report.problems:
+        sys.exit(1)
+
+
+@cli.command()
+@handle_errors
+def auth():
+    """Save SMTP settings and the password to auth.json (mode 600), asking with hidden input.
+
+    The file is `auth.json` in the current folder, or TRACKER_AUTH. Leave the password empty to keep
+    the saved one.
+
+    \b
+    Example:
+        tracker auth
+    """
+    from tracker import config, mail
+
+    saved = config.load_auth()
+    values = {k: v for k, v in saved.items()}
+    values["smtp_host"] = click.prompt("SMTP server", default=saved.get("smtp_host"))
+    values["smtp_security"] = click.prompt("Security", type=click.Choice(mail.SECURITY),
+                                           default=saved.get("smtp_security", "starttls"))  # fmt: skip
+    values["smtp_port"] = str(click.prompt("Port", type=click.IntRange(1, 65535),
+                                           default=int(saved.get("smtp_port") or mail.DEFAULT_PORTS[values["smtp_security"]])))  # fmt: skip
+    values["smtp_user"] = click.prompt("Login", default=saved.get("smtp_user", ""), show_default=bool(saved.get("smtp_user")))
+    values["smtp_from"] = mail.check_address(click.prompt("Sender address", default=saved.get("smtp_from") or values["smtp_user"] or None), "sender")
+    password = click.prompt("Password (hidden; empty keeps the saved one)", hide_input=True, default="", show_default=False)
+    if password:
+        values["smtp_password"] = password
+    path = config.save_auth(values)
+    click.echo(f"saved {path} (mode 600); the password is not shown", err=True)
+
+
 # == datasette / export ==========================================================================
 
 # == backfill ====================================================================================

@@ -1,0 +1,219 @@
+"""The digest's content: windows, grouping by facet and tag, order, revisions, thresholds, escaping,
+the printed and file outputs, and one-line errors for bad input. Real corpus papers, a fixed clock."""
+
+from __future__ import annotations
+
+import email
+import os
+from datetime import date, datetime, timezone
+from email import policy
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from digest_support import add_tags, corpus_records, make_week_db, paper_row
+
+from tracker import digest, store
+from tracker.cli import cli
+from tracker.errors import ConfigError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "digest"
+NOW = "2026-11-23T11:00:00+00:00"
+
+
+@pytest.fixture(autouse=True)
+def digest_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRACKER_RULES", str(FIXTURES / "rules"))
+    monkeypatch.setenv("TRACKER_AUTH", str(tmp_path / "auth.json"))
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_iso_weeks_and_windows():
+    w47 = digest.parse_week("2026-W47")
+    assert (w47.since, w47.until) == (date(2026, 11, 16), date(2026, 11, 22))
+    # On Monday the week that ended yesterday is complete; on Sunday it is not yet.
+    assert digest.last_complete_week(date(2026, 11, 23)).label == "2026-W47"
+    assert digest.last_complete_week(date(2026, 11, 22)).label == "2026-W46"
+    assert digest.last_complete_week(date(2026, 1, 2)).label == "2025-W52"  # across a year end
+    # A --since/--until range that is exactly an ISO week is that week (one digests row, not two).
+    assert digest.window_between("2026-11-16", "2026-11-22").label == "2026-W47"
+    assert digest.window_between("2026-11-16", "2026-11-19").label == "2026-11-16..2026-11-19"
+    for bad in ("2026-W54", "2026-47", "W47"):
+        with pytest.raises(ConfigError):
+            digest.parse_week(bad)
+    with pytest.raises(ConfigError, match="before"):
+        digest.window_between("2026-11-20", "2026-11-16")
+
+
+def test_papers_grouped_by_facet_and_tag_strongest_first(tmp_path):
+    records = corpus_records(8)
+    db_path = make_week_db(tmp_path / "t.db", records)
+    # The first paper also carries a second tag, in another facet: it must show under both.
+    add_tags(db_path, [(records[0]["id"], "hallucination", "topic", 0.4)])
+    result = run("digest", str(db_path), "--week", "2026-W47", "--now", NOW)
+    assert result.exit_code == 0, result.output
+    text = result.output
+    # Facets in taxonomy order, each tag heading with its count.
+    positions = [text.index(h) for h in ("== Vision foundation-model paradigm ==", "== Kind of multimodal-LLM work ==",
+                                         "== Research topic ==")]  # fmt: skip
+    assert positions == sorted(positions)
+    assert "-- Conversational (2) --" in text
+    assert "-- Hallucination (3) --" in text
+    assert text.count(records[0]["title"]) == 2
+    # Strongest first: under hallucination the 0.93 and 0.89 papers precede the 0.40 one.
+    section = text.split("-- Hallucination (3) --")[1]
+    order = [section.index(records[i]["title"]) for i in (2, 6, 0)]
+    assert order == sorted(order)
+    assert f"https://arxiv.org/abs/{records[0]['id']}" in text
+    assert "tracker label" in text  # the footer says how to correct a tag
+
+
+def test_threshold_new_and_revision(tmp_path):
+    records = corpus_records(6)
+    db_path = tmp_path / "t.db"
+    db = store.open_db(db_path)
+    rows = [paper_row(r, "2026-11-18") for r in records[:4]]
+    # A revision: version 2 this week of a paper first published months earlier.
+    rows.append(paper_row(records[4], "2026-11-19", version=2, published="2026-05-01T10:00:00+00:00"))
+    store.save_papers(db, rows)
+    add_tags(
+        db_path, [(records[i]["id"], "evaluation", "topic", s) for i, s in ((0, 0.9), (1, 0.3), (4, 0.7))]
+    )
+    add_tags(db_path, [(records[2]["id"], "evaluation", "topic", 0.1)], source="manual")
+    text = run("digest", str(db_path), "--week", "2026-W47", "--now", NOW).output
+    assert "-- Evaluation and benchmarks (3) --" in text  # 0.3 is under the tag's 0.5 threshold
+    assert records[1]["title"] not in text
+    assert records[2]["title"] in text  # a person's tag passes whatever its score
+    assert f"{records[4]['title']} [revised, v2]" in text
+    assert f"{records[0]['title']} [new]" in text
+
+
+def test_html_escapes_every_piece_of_paper_text(tmp_path):
+    records = corpus_records(3)
+    records[0]["title"] = '<script>alert("x")</script> Vision & <b>Language</b>'
+    records[0]["abstract"] = "An abstract with <img src=x onerror=alert(1)> inside. " + records[0]["abstract"]
+    records[0]["authors"] = ["Eve <eve@evil.example>", "Bob"]
+    db_path = make_week_db(tmp_path / "t.db", records)
+    out = tmp_path / "d.html"
+    result = run("digest", str(db_path), "--week", "2026-W47", "--out", str(out), "--now", NOW)
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    assert "<script>" not in html and "<b>Language</b>" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; Vision &amp; &lt;b&gt;Language&lt;/b&gt;" in html
+    assert "Eve &lt;eve@evil.example&gt;" in html
+    assert 'src="data:image/png;base64,' in html  # a self-contained page: the chart is inlined
+    # The text part is not HTML: it keeps the characters as they are.
+    assert (
+        '<script>alert("x")</script> Vision & <b>Language</b>'
+        in run("digest", str(db_path), "--week", "2026-W47", "--now", NOW).output
+    )
+
+
+def test_eml_output_is_a_complete_message(tmp_path):
+    db_path = make_week_db(tmp_path / "t.db", corpus_records(5))
+    out = tmp_path / "d.eml"
+    result = run(
+        "digest", str(db_path), "--week", "2026-W47", "--out", str(out), "--to", "reader@example.org"
+    )
+    assert result.exit_code == 0, result.output
+    message = email.message_from_bytes(out.read_bytes(), policy=policy.default)
+    assert message["To"] == "reader@example.org"
+    assert message.get_body(("plain",)) is not None and message.get_body(("html",)) is not None
+    assert [p.get_content_type() for p in message.walk()].count("image/png") == 1
+
+
+def test_empty_week(tmp_path):
+    db_path = make_week_db(tmp_path / "t.db", corpus_records(3))
+    result = run("digest", str(db_path), "--week", "2026-W30", "--now", NOW)
+    assert result.exit_code == 0
+    assert "Nothing new in your tags this week." in result.output
+    skipped = run("digest", str(db_path), "--week", "2026-W30", "--skip-empty")
+    assert skipped.exit_code == 0 and skipped.stdout == ""
+
+
+def test_default_window_is_last_complete_week(tmp_path):
+    db_path = make_week_db(tmp_path / "t.db", corpus_records(3))
+    text = run("digest", str(db_path), "--now", "2026-11-24T09:00:00+00:00").output
+    assert text.startswith("arXiv digest 2026-W47")
+
+
+def test_per_tag_cap_keeps_counts(tmp_path):
+    db_path = make_week_db(tmp_path / "t.db", corpus_records(12))
+    text = run("digest", str(db_path), "--week", "2026-W47", "--max-per-tag", "1").output
+    assert "-- Conversational (3) --" in text
+    assert "… and 2 more under conversational." in text
+    assert "12 papers, strongest first under each tag; the top 4 are listed." in text
+
+
+def test_golden_text_under_fixed_clock(tmp_path):
+    """The whole text part, byte for byte (set TRACKER_UPDATE_GOLDEN=1 to rewrite after a deliberate change)."""
+    records = corpus_records(6)
+    db_path = make_week_db(tmp_path / "t.db", records)
+    # Earlier weeks for the trend line.
+    old = [paper_row(r, day) for r, day in zip(corpus_records(12)[6:], ["2026-10-07", "2026-10-28", "2026-11-04",
+                                                                        "2026-11-05", "2026-11-11", "2026-11-12"], strict=True)]  # fmt: skip
+    store.save_papers(store.open_db(db_path), old)
+    add_tags(db_path, [(r["arxiv_id"], "hallucination", "topic", 0.8) for r in old])
+    text = run("digest", str(db_path), "--week", "2026-W47", "--now", NOW).output
+    golden = FIXTURES / "golden_w47.txt"
+    if os.environ.get("TRACKER_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--week", "2026-W60"], "has no week 60"),
+        (["--week", "next"], "expected an ISO week"),
+        (["--since", "2026-11-31", "--until", "2026-12-02"], "--since '2026-11-31': expected a date"),
+        (["--since", "2026-11-16"], "--since and --until go together"),
+        (["--week", "2026-W47", "--since", "2026-11-16", "--until", "2026-11-17"], "not both"),
+        (["--to", "not-an-address"], "is not a valid email address"),
+        (["--out", "digest.pdf"], "expected a file name ending in .eml or .html"),
+    ],
+)
+def test_bad_input_is_one_line_error(tmp_path, args, message):
+    db_path = make_week_db(tmp_path / "t.db", corpus_records(2))
+    result = CliRunner().invoke(cli, ["digest", str(db_path), *args])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_subscribe_validates_and_records(tmp_path):
+    db_path = make_week_db(tmp_path / "t.db", corpus_records(2))
+    assert run("subscribe", str(db_path), "a@example.org", "--tag", "hallucination").exit_code == 0
+    assert store.list_subscribers(store.open_db(db_path)) == [("a@example.org", ["hallucination"])]
+    bad_tag = CliRunner().invoke(cli, ["subscribe", str(db_path), "a@example.org", "--tag", "halucination"])
+    assert bad_tag.exit_code != 0 and "unknown tag 'halucination'" in bad_tag.output
+    bad_mail = CliRunner().invoke(cli, ["subscribe", str(db_path), "a@example", "--tag", "MIT"])
+    assert bad_mail.exit_code != 0 and "not a valid email address" in bad_mail.output
+    # The failed attempts changed nothing; a second subscribe replaces the tag choice.
+    assert store.list_subscribers(store.open_db(db_path)) == [("a@example.org", ["hallucination"])]
+    run("subscribe", str(db_path), "a@example.org")
+    assert store.list_subscribers(store.open_db(db_path)) == [("a@example.org", [])]
+    assert run("unsubscribe", str(db_path), "a@example.org").exit_code == 0
+    assert store.list_subscribers(store.open_db(db_path)) == []
+    again = CliRunner().invoke(cli, ["unsubscribe", str(db_path), "a@example.org"])
+    assert again.exit_code != 0 and "is not subscribed" in again.output
+
+
+def test_build_is_pure_and_uses_the_callers_clock():
+    window = digest.parse_week("2026-W47")
+    rows = [{"arxiv_id": "2611.00001", "version": 1, "title": "T", "abstract": "A " * 300, "authors": '["X"]',
+             "primary_category": "cs.CV", "published": "2026-11-17T00:00:00+00:00", "announce_type": "new",
+             "abs_url": None, "tag": "MIT", "facet": "mllm", "score": 0.7, "source": "model"}]  # fmt: skip
+    taxonomy = digest.taxonomy_from_pairs([("MIT", "mllm")])
+    now = datetime(2026, 11, 23, 6, tzinfo=timezone.utc)
+    d = digest.build(rows, taxonomy, window, now, trend=[("MIT", "2026-11-16", 1), ("MIT", "2026-11-09", 4)])
+    assert d.generated == now and d.paper_versions() == [("2611.00001", 1)]
+    assert d.sections[0].trend[-2:] == [4, 1]
+    assert len(d.sections[0].entries[0].snippet) <= digest.SNIPPET_CHARS + 2
+    # Already sent at this version: left out; sent at an older version: back, marked as a revision.
+    assert digest.build(rows, taxonomy, window, now, sent={"2611.00001": 1}).empty
+    again = digest.build(rows, taxonomy, window, now, sent={"2611.00001": 0})
+    assert again.sections[0].entries[0].revision

@@ -1,0 +1,114 @@
+"""`tracker status`: the report, and the exit code a monitor relies on (failed sync, stale data for
+arXiv's Sunday-Thursday 20:00 US/Eastern calendar). A fixed clock throughout."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import pytest
+from click.testing import CliRunner
+from digest_support import corpus_records, make_week_db
+
+from tracker import status, store
+from tracker.cli import cli
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "now, max_missed, expected",
+    [
+        # Wednesday 10:00 ET: Tuesday 20:00's mailing (feed dated Wednesday) is in; one may be missing.
+        ("2026-11-18T15:00:00", 0, "2026-11-18"),
+        ("2026-11-18T15:00:00", 1, "2026-11-17"),
+        # Tuesday 21:00 ET: the 20:00 mailing is under an hour old, within the nightly job's grace.
+        ("2026-11-18T02:00:00", 0, "2026-11-17"),
+        # Saturday: no mailings Friday or Saturday, so Thursday's (feed Friday) is still the newest.
+        ("2026-11-21T15:00:00", 0, "2026-11-20"),
+        # Monday morning: Sunday 20:00's mailing is dated Monday.
+        ("2026-11-23T12:00:00", 0, "2026-11-23"),
+        # Friday after Thanksgiving (listed arXiv holiday 2026-11-26): Tuesday's mailing is the newest due.
+        ("2026-11-27T15:00:00", 0, "2026-11-25"),
+    ],
+)
+def test_expected_announcement_follows_the_calendar(now, max_missed, expected):
+    assert status.expected_announcement(utc(now), max_missed) == date.fromisoformat(expected)
+
+
+def test_next_digest_due_is_monday_morning_eastern():
+    due = status.next_digest_due(utc("2026-11-18T15:00:00"))
+    assert due.isoformat() == "2026-11-23T06:00:00-05:00"
+    assert status.next_digest_due(utc("2026-11-23T12:00:00")).date() == date(2026, 11, 30)
+
+
+def add_run(db_path, state: str, error: str | None = None) -> None:
+    db = store.open_db(db_path)
+    run_id = store.start_run(db, "api", "cat:cs.CV", "2026-11-17", "2026-11-18")
+    store.finish_run(db, run_id, store.Counts(new=3), 2, state, error)
+
+
+def run_status(db_path, now, *extra):
+    return CliRunner().invoke(cli, ["status", str(db_path), "--now", now, *extra], catch_exceptions=False)
+
+
+def test_healthy_database_exits_zero_and_reports(tmp_path):
+    db_path = make_week_db(tmp_path / "t.db", corpus_records(5), day="2026-11-18")
+    add_run(db_path, "ok")
+    store.save_subscriber(store.open_db(db_path), "a@example.org", [])
+    result = run_status(db_path, "2026-11-18T15:00:00+00:00")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "last successful sync: " in out and "(api, ok; 3 new, 0 updated, 0 unchanged)" in out
+    assert "last failure: none" in out
+    assert "newest paper: 2026-11-18 (from announcement); expected at least 2026-11-17" in out
+    assert "  Wed 2026-11-18      5 #" in out
+    assert out.count("  Wed 2026-11-") == 2  # fourteen days, two Wednesdays
+    assert "next digest: 2026-W47, due Mon 2026-11-23 06:00 EST" in out
+    assert "not yet sent 2026-W46: a@example.org" in out
+    assert "problems: none" in out
+
+
+def test_failed_last_sync_exits_non_zero_with_its_error(tmp_path):
+    db_path = make_week_db(tmp_path / "t.db", corpus_records(5), day="2026-11-18")
+    add_run(db_path, "ok")
+    add_run(db_path, "failed", "https://export.arxiv.org/api/query: 503 after 4 retries")
+    result = run_status(db_path, "2026-11-18T15:00:00+00:00")
+    assert result.exit_code == 1
+    assert "last failure: " in result.output and "503 after 4 retries" in result.output
+    assert (
+        "problems: the last sync failed: https://export.arxiv.org/api/query: 503 after 4 retries"
+        in result.output
+    )
+    # A later successful run clears the alarm; the failure stays in the report.
+    add_run(db_path, "ok")
+    again = run_status(db_path, "2026-11-18T15:00:00+00:00")
+    assert again.exit_code == 0 and "503 after 4 retries" in again.output
+
+
+def test_stale_data_exits_non_zero(tmp_path):
+    db_path = make_week_db(tmp_path / "t.db", corpus_records(5), day="2026-11-16")
+    add_run(db_path, "ok")
+    stale = run_status(db_path, "2026-11-18T15:00:00+00:00")
+    assert stale.exit_code == 1
+    assert "newest paper is from 2026-11-16 but arXiv's calendar says 2026-11-17 should be in" in stale.output
+    # The same data on the Monday it was announced is current.
+    assert run_status(db_path, "2026-11-16T15:00:00+00:00").exit_code == 0
+    # Over a weekend nothing new is due: Friday's feed is still fine on Sunday afternoon.
+    friday = make_week_db(tmp_path / "f.db", corpus_records(2), day="2026-11-20")
+    add_run(friday, "ok")
+    assert run_status(friday, "2026-11-22T18:00:00+00:00", "--max-missed", "0").exit_code == 0
+
+
+def test_empty_database_is_a_problem(tmp_path):
+    db_path = tmp_path / "empty.db"
+    store.open_db(db_path)
+    result = run_status(db_path, "2026-11-18T15:00:00+00:00")
+    assert result.exit_code == 1
+    assert "no sync has run yet" in result.output and "the database holds no papers" in result.output
+
+
+def test_missing_database_is_a_one_line_error(tmp_path):
+    result = CliRunner().invoke(cli, ["status", str(tmp_path / "nope.db")])
+    assert result.exit_code == 2 and "does not exist" in result.output
