@@ -651,5 +651,61 @@ def auth():
 
 # == datasette / export ==========================================================================
 
+
+@cli.command()
+@click.argument("db_path", type=click.Path(dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback keeps it private)")
+@click.option("--port", type=click.IntRange(0, 65535), default=8001, show_default=True, help="Port to listen on")
+@click.option("-v", "--verbose", count=True, help="Log the Datasette command line")
+@handle_errors
+def serve(db_path, host, port, verbose):
+    """Browse DB_PATH in Datasette, read-only, with search, facets, canned queries and tag feeds.
+
+    Uses db/metadata.yml and db/plugins/. Stop it with Ctrl-C.
+
+    \b
+    Example:
+        tracker serve papers.db
+        tracker serve papers.db --port 8080
+        # Atom feed of a tag: http://127.0.0.1:8001/papers/tag_feed.atom?tag=M-CoT
+    """
+    from pathlib import Path
+
+    from tracker.serve import serve as run_datasette
+
+    setup_logging(verbose)
+    click.echo(f"Serving {db_path} read-only at http://{host}:{port}/{Path(db_path).stem}", err=True)
+    sys.exit(run_datasette(db_path, host=host, port=port))
+
+
+@cli.command()
+@click.argument("db_path", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "bibtex", "markdown"]), default="jsonl", show_default=True, help="Output format")
+@click.option("--tag", help="Only papers carrying this tag (slug, e.g. M-CoT)")
+@click.option("--since", help="Only papers announced (or updated) on or after YYYY-MM-DD")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout")
+@handle_errors
+def export(db_path, fmt, tag, since, out):
+    """Export papers with their tags and scores: JSON lines, CSV, BibTeX or a markdown awesome list.
+
+    Papers come newest first; the awesome list is grouped by facet and tag in taxonomy order.
+
+    \b
+    Example:
+        tracker export papers.db --format bibtex --tag M-CoT > m-cot.bib
+        tracker export papers.db --format markdown --since 2026-01-01 --out AWESOME.md
+        tracker export papers.db --format csv --tag hallucination
+    """
+    from tracker import store
+    from tracker.export import check_since, check_tag, load_taxonomy_if_any, render, write_output
+
+    taxonomy = load_taxonomy_if_any()
+    since = check_since(since)
+    db = store.open_existing(db_path)
+    tag = check_tag(tag, taxonomy, store.stored_tags(db))
+    rows = store.papers_for_export(db, tag, since)
+    write_output(render(fmt, rows, taxonomy, tag), out)
+    click.echo(f"exported {len(rows)} papers as {fmt}" + (f" to {out}" if out else ""), err=True)
+
 # == backfill ====================================================================================
 

@@ -1,0 +1,41 @@
+"""Datasette plugin: make paper rows readable: short arXiv links, JSON lists as text, folded abstracts.
+
+Datasette links any URL-looking value already; this shows "arXiv:2301.01234" and "PDF" instead of
+full addresses, `["M-CoT", "MIT"]` as "M-CoT, MIT", long author lists as "A, B, C et al. (12)",
+and wraps abstracts in a block that tracker.css folds to a few lines (hover to read it all).
+Only https://arxiv.org/ addresses become links, and all text is escaped.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from datasette import hookimpl
+from markupsafe import Markup, escape
+
+ARXIV_PREFIX = "https://arxiv.org/"
+LIST_COLUMNS = {"tags", "categories", "authors"}
+MAX_AUTHORS = 3
+
+
+@hookimpl
+def render_cell(value: Any, column: str) -> Markup | None:
+    if not isinstance(value, str):
+        return None
+    if column in ("abs_url", "pdf_url", "atom_link", "atom_id") and value.startswith(ARXIV_PREFIX):
+        text = "PDF" if column == "pdf_url" else "arXiv:" + value.rsplit("/abs/", 1)[-1]
+        return Markup('<a href="{}">{}</a>').format(value, text)
+    if column == "abstract":
+        return Markup('<div class="abstract">{}</div>').format(value)
+    if column in LIST_COLUMNS and value.startswith("["):
+        try:
+            items = json.loads(value)
+        except ValueError:
+            return None
+        if not isinstance(items, list):
+            return None
+        if column == "authors" and len(items) > MAX_AUTHORS:
+            return escape(", ".join(map(str, items[:MAX_AUTHORS])) + f" et al. ({len(items)})")
+        return escape(", ".join(map(str, items)))
+    return None

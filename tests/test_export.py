@@ -1,0 +1,176 @@
+"""`tracker export`: JSON lines, CSV, BibTeX and the markdown awesome list, from a database of real papers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import bibtexparser
+import pytest
+from bibtexparser.bparser import BibTexParser
+from helpers import run
+from markdown_it import MarkdownIt
+from sample_db import build_sample_db
+
+from tracker import store
+from tracker.export import load_taxonomy_if_any, render_bibtex
+
+
+@pytest.fixture(scope="module")
+def db_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_sample_db(tmp_path_factory.mktemp("export") / "papers.db")
+
+
+def query(db_path: Path, sql: str, *params: object) -> list[tuple]:
+    return sqlite3.connect(db_path).execute(sql, params).fetchall()
+
+
+def export(db_path: Path, *args: str) -> str:
+    result = run("export", db_path, *args)
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def test_jsonl_has_every_paper_with_its_tags_and_scores(db_path: Path) -> None:
+    records = [json.loads(line) for line in export(db_path, "--format", "jsonl").splitlines()]
+    assert len(records) == query(db_path, "SELECT count(*) FROM papers")[0][0]
+    stored = {(a, t): s for a, t, s in query(db_path, "SELECT arxiv_id, tag, score FROM paper_tags")}
+    exported = {(r["arxiv_id"], t["tag"]): t["score"] for r in records for t in r["tags"]}
+    assert exported == pytest.approx(stored)
+    days = [r["announced"] or (r["updated"] or r["published"])[:10] for r in records]
+    assert days == sorted(days, reverse=True)  # newest first
+    assert all(
+        isinstance(r["authors"], list) and r["abs_url"].startswith("https://arxiv.org/abs/") for r in records
+    )
+
+
+def test_tag_and_since_filter_the_papers(db_path: Path) -> None:
+    records = [json.loads(x) for x in export(db_path, "--tag", "m-cot", "--since", "2025-01-01").splitlines()]
+    expected = query(
+        db_path,
+        "SELECT count(*) FROM papers p JOIN paper_tags t USING (arxiv_id) WHERE t.tag = 'M-CoT' "
+        "AND coalesce(p.announced, substr(p.updated, 1, 10), substr(p.published, 1, 10)) >= '2025-01-01'",
+    )[0][0]
+    assert 0 < len(records) == expected
+    assert all(any(t["tag"] == "M-CoT" for t in r["tags"]) for r in records)
+
+
+def test_csv_is_one_paper_per_row(db_path: Path) -> None:
+    rows = list(csv.DictReader(io.StringIO(export(db_path, "--format", "csv", "--tag", "hallucination"))))
+    assert len(rows) == query(db_path, "SELECT count(*) FROM paper_tags WHERE tag = 'hallucination'")[0][0]
+    for row in rows:
+        assert "hallucination" in row["tags"].split("; ")
+        assert re.search(r"(^|; )hallucination=0\.\d{3}($|;)", row["scores"])
+
+
+def parse_bibtex(text: str) -> list[dict]:
+    parser = BibTexParser(common_strings=True)
+    parser.ignore_nonstandard_types = False
+    return bibtexparser.loads(text, parser=parser).entries
+
+
+def test_bibtex_parses_with_arxiv_eprint_fields(db_path: Path) -> None:
+    # bibtexparser 1.x takes about 10 ms an entry, so a recent slice of the database is parsed
+    entries = parse_bibtex(export(db_path, "--format", "bibtex", "--since", "2026-06-01"))
+    ids = [r[0] for r in query(db_path, "SELECT arxiv_id FROM papers WHERE coalesce(announced, "
+                               "substr(updated, 1, 10), substr(published, 1, 10)) >= '2026-06-01'")]  # fmt: skip
+    assert len(ids) > 100 and sorted(e["eprint"] for e in entries) == sorted(ids)
+    assert len({e["ID"] for e in entries}) == len(entries)  # keys are unique
+    assert all(
+        e["archiveprefix"] == "arXiv" and e["primaryclass"] and e["year"] and e["author"] for e in entries
+    )
+    tagged = [e for e in entries if e.get("keywords")]
+    assert tagged and all(e["url"] == f"https://arxiv.org/abs/{e['eprint']}" for e in tagged)
+
+
+def test_bibtex_keeps_real_latex_and_special_characters(db_path: Path) -> None:
+    rows = [r for r in store.papers_for_export(store.open_db(db_path)) if re.search(r"[&{}$#]", r["title"])]
+    assert len(rows) > 50
+    entries = {e["eprint"]: e for e in parse_bibtex(render_bibtex(rows))}
+    assert len(entries) == len(rows)
+    for row in rows:
+        title = entries[row["arxiv_id"]]["title"]
+        assert title.count("{") == title.count("}")
+        assert ("&" in row["title"]) == (r"\&" in title)
+        if "$" in row["title"]:
+            assert "$" in title  # math is LaTeX already and is kept
+
+
+def test_bibtex_survives_unbalanced_braces() -> None:
+    row = {
+        "arxiv_id": "2401.00001", "title": "A {broken} title} with 50% & #1", "authors": ["Ada Lovelace", "Plato"],
+        "published": "2024-01-02T00:00:00+00:00", "primary_category": "cs.CV", "tags": [],
+        "abs_url": "https://arxiv.org/abs/2401.00001", "doi": None, "journal_ref": None,
+    }  # fmt: skip
+    entry = bibtexparser.loads(render_bibtex([row])).entries[0]
+    assert entry["title"] == r"A broken title with 50\% \& \#1"
+    assert entry["author"] == "Lovelace, Ada and {Plato}"
+    assert entry["ID"] == "lovelace2024broken"
+
+
+def test_markdown_renders_every_tag_section_newest_first(db_path: Path) -> None:
+    text = export(db_path, "--format", "markdown")
+    html = MarkdownIt().render(text)
+    taxonomy = load_taxonomy_if_any()
+    assert taxonomy is not None
+    tags = [t for t in taxonomy.tags if query(db_path, "SELECT 1 FROM paper_tags WHERE tag = ?", t.slug)]
+    headings = re.findall(r"<h3>(.*?)</h3>", html)
+    assert [h.split(":")[0] for h in headings] == [t.slug for t in tags]  # taxonomy order
+    facets = re.findall(r"<h2>(.*?)</h2>", html)
+    assert facets[0] == "Contents" and set(facets[1:]) == {taxonomy_facet.title for taxonomy_facet in
+                                                          taxonomy.facets if any(t.facet == taxonomy_facet.name
+                                                                                 for t in tags)}  # fmt: skip
+    for section in text.split("\n### ")[1:]:
+        days = re.findall(r"\)\*\* · (?:.*? · )?(\d{4}-\d{2}-\d{2}) ·", section)
+        assert days and days == sorted(days, reverse=True)
+    assert '<a href="https://arxiv.org/abs/' in html and ">PDF</a>" in html
+    # a title with brackets stays one link (escaped), not broken markdown
+    assert "It's All in The [MASK]" in html or "[MASK]" not in text
+
+
+def test_markdown_with_tag_has_only_that_section(db_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m-cot.md"
+    result = run("export", db_path, "--format", "markdown", "--tag", "M-CoT", "--out", out)
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "exported" in result.stderr
+    html = MarkdownIt().render(out.read_text())
+    assert len(re.findall(r"<h3>", html)) == 1 and "M-CoT" in re.findall(r"<h3>(.*?)</h3>", html)[0]
+
+
+def test_markdown_without_a_taxonomy_uses_stored_facets(db_path: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TRACKER_RULES", str(tmp_path))  # no taxonomy.yml there
+    html = MarkdownIt().render(export(db_path, "--format", "markdown"))
+    assert re.findall(r"<h2>(.*?)</h2>", html) == ["Contents", "mllm", "paradigm", "topic"]
+    assert re.findall(r"<h3>(.*?)</h3>", html) == [
+        "M-CoT",
+        "MIT",
+        "contrastive",
+        "evaluation",
+        "hallucination",
+    ]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tag", "no-such-tag"], "unknown tag 'no-such-tag'"),
+        (["--since", "2026-02-30"], "--since '2026-02-30' is not a valid date"),
+        (["--format", "pdf"], "Invalid value for '--format'"),
+    ],
+)
+def test_bad_input_is_one_line_error(db_path: Path, args: list[str], message: str) -> None:
+    before = query(db_path, "SELECT count(*), sum(length(tags)) FROM papers")
+    result = run("export", db_path, *args)
+    assert result.exit_code != 0 and result.stdout == ""
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert query(db_path, "SELECT count(*), sum(length(tags)) FROM papers") == before
+
+
+def test_missing_database_is_not_created(tmp_path: Path) -> None:
+    result = run("export", tmp_path / "nope.db")
+    assert result.exit_code == 1 and "no such database" in result.stderr
+    assert not (tmp_path / "nope.db").exists()

@@ -1,0 +1,285 @@
+"""Write the stored papers, with their tags and scores, as JSON lines, CSV, BibTeX or a markdown "awesome list".
+
+Pure rendering: the caller passes the rows (`store.papers_for_export`) and, when there is one, the
+taxonomy, whose facet and tag order (and titles) the awesome list follows; without it the facets
+stored in `paper_tags` are used in alphabetical order.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from tracker.config import rules_dir
+from tracker.errors import ConfigError
+from tracker.rules import Taxonomy, load_taxonomy
+
+FORMATS = ("jsonl", "csv", "bibtex", "markdown")
+JSON_FIELDS = (
+    "arxiv_id", "version", "title", "authors", "abstract", "primary_category", "categories", "published",
+    "updated", "announced", "comment", "journal_ref", "doi", "abs_url", "pdf_url",
+)  # fmt: skip
+CSV_FIELDS = (*JSON_FIELDS, "tags", "scores")
+# Characters that are special in LaTeX text and that arXiv titles carry unescaped (math `$`/`_` is kept).
+BIBTEX_ESCAPES = re.compile(r"(?<!\\)([&%#])")
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]<>|#])")
+
+
+@dataclass(frozen=True)
+class Section:
+    """One heading level of the awesome list: a facet or a tag, with its title."""
+
+    key: str
+    title: str
+
+
+def load_taxonomy_if_any() -> Taxonomy | None:
+    """The taxonomy from the rules folder, or None when there is no taxonomy.yml (a bad one is an error)."""
+    path = rules_dir() / "taxonomy.yml"
+    return load_taxonomy(path) if path.is_file() else None
+
+
+def write_output(text: str, out: str | None) -> None:
+    """Print `text`, or write it to `out` through a temporary file, so a failed export never leaves half a file."""
+    if out is None:
+        sys.stdout.write(text)
+        return
+    target = Path(out)
+    if not target.parent.is_dir():
+        raise ConfigError(f"--out {out}: folder {target.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_since(value: str | None) -> str | None:
+    """--since must be a real YYYY-MM-DD date."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ConfigError(f"--since {value!r} is not a valid date (expected YYYY-MM-DD)") from None
+
+
+def check_tag(tag: str | None, taxonomy: Taxonomy | None, stored: Sequence[tuple[str, str]]) -> str | None:
+    """The slug `tag` names (case-insensitive through the taxonomy), or a ConfigError listing the known tags."""
+    if tag is None:
+        return None
+    if taxonomy is not None:
+        return taxonomy.resolve(tag).slug
+    known = sorted({t for t, _ in stored})
+    for slug in known:
+        if slug.lower() == tag.lower():
+            return slug
+    raise ConfigError(f"unknown tag {tag!r}; tags in the database: {', '.join(known) or '(none yet)'}")
+
+
+def render(
+    fmt: str, rows: Sequence[dict[str, Any]], taxonomy: Taxonomy | None = None, tag: str | None = None
+) -> str:
+    """The whole export in one format (`FORMATS`); `tag` limits the awesome list to that tag's section."""
+    if fmt == "jsonl":
+        return "".join(json.dumps(_record(r), ensure_ascii=False) + "\n" for r in rows)
+    if fmt == "csv":
+        return render_csv(rows)
+    if fmt == "bibtex":
+        return render_bibtex(rows)
+    if fmt == "markdown":
+        return render_markdown(rows, taxonomy, tag)
+    raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+
+
+def _record(row: dict[str, Any]) -> dict[str, Any]:
+    record = {k: row.get(k) for k in JSON_FIELDS}
+    record["tags"] = [
+        {"tag": t["tag"], "facet": t["facet"], "score": round(float(t["score"]), 4), "source": t["source"]}
+        for t in row["tags"]
+    ]
+    return record
+
+
+def render_csv(rows: Iterable[dict[str, Any]]) -> str:
+    """One line per paper; lists are joined with "; ", tags as `tag` and scores as `tag=0.812`."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        record = {k: row.get(k) for k in JSON_FIELDS}
+        record["authors"] = "; ".join(row["authors"])
+        record["categories"] = " ".join(row["categories"])
+        record["tags"] = "; ".join(t["tag"] for t in row["tags"])
+        record["scores"] = "; ".join(f"{t['tag']}={float(t['score']):.3f}" for t in row["tags"])
+        writer.writerow(record)
+    return buffer.getvalue()
+
+
+# -- BibTeX --------------------------------------------------------------------------------------
+
+
+def _ascii_word(text: str) -> str:
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]", "", folded.lower())
+
+
+def _bibtex_name(name: str) -> str:
+    """'Chaoqun Gong' -> 'Gong, Chaoqun'; a single-word or group name is kept braced."""
+    parts = name.split()
+    if len(parts) < 2:
+        return "{" + name + "}"
+    return f"{parts[-1]}, {' '.join(parts[:-1])}"
+
+
+def _bibtex_value(text: str) -> str:
+    text = BIBTEX_ESCAPES.sub(r"\\\1", " ".join(text.split()))
+    depth = 0
+    for ch in text:  # unbalanced braces would end the field early: drop them all in that case
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            break
+    if depth != 0:
+        text = text.replace("{", "").replace("}", "")
+    return text
+
+
+def _year(row: dict[str, Any]) -> str:
+    for key in ("published", "day", "announced", "updated"):
+        if row.get(key):
+            return str(row[key])[:4]
+    match = re.match(r"(\d{2})\d{2}\.", row["arxiv_id"])  # new-style ids start with YYMM
+    return f"20{match.group(1)}" if match else ""
+
+
+def bibtex_key(row: dict[str, Any], taken: set[str]) -> str:
+    """Google-Scholar-style key, `gong2024text2avatar`, made unique with a, b, c... suffixes."""
+    last = _ascii_word(row["authors"][0].split()[-1]) if row["authors"] else "anon"
+    words = [w for w in (_ascii_word(w) for w in row["title"].split()) if len(w) > 3] or ["paper"]
+    base = f"{last or 'anon'}{_year(row)}{words[0]}"
+    key, n = base, 0
+    while key in taken:
+        key = base + "abcdefghijklmnopqrstuvwxyz"[n % 26] + ("" if n < 26 else str(n // 26))
+        n += 1
+    taken.add(key)
+    return key
+
+
+def render_bibtex(rows: Iterable[dict[str, Any]]) -> str:
+    """`@misc` entries with arXiv's eprint fields (eprint, archivePrefix, primaryClass), as arXiv exports them."""
+    taken: set[str] = set()
+    entries = []
+    for row in rows:
+        fields = [
+            ("title", _bibtex_value(row["title"])),
+            ("author", " and ".join(_bibtex_name(_bibtex_value(a)) for a in row["authors"])),
+            ("year", _year(row)),
+            ("eprint", row["arxiv_id"]),
+            ("archivePrefix", "arXiv"),
+            ("primaryClass", row.get("primary_category") or ""),
+            ("url", row.get("abs_url") or f"https://arxiv.org/abs/{row['arxiv_id']}"),
+            ("doi", row.get("doi") or ""),
+            ("note", _bibtex_value(row.get("journal_ref") or "")),
+            ("keywords", ", ".join(t["tag"] for t in row["tags"])),
+        ]
+        body = ",\n".join(f"  {name:<13} = {{{value}}}" for name, value in fields if value)
+        entries.append(f"@misc{{{bibtex_key(row, taken)},\n{body}\n}}\n")
+    return "\n".join(entries)
+
+
+# -- markdown awesome list -------------------------------------------------------------------------
+
+
+def _md(text: str) -> str:
+    return MARKDOWN_SPECIALS.sub(r"\\\1", " ".join(text.split()))
+
+
+def _anchor(title: str) -> str:
+    """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+
+
+def _sections(
+    rows: Sequence[dict[str, Any]], taxonomy: Taxonomy | None, only: str | None
+) -> list[tuple[Section, list[Section]]]:
+    """Facets and their tags that have papers, in taxonomy order (or alphabetical without one)."""
+    present = {(t["facet"], t["tag"]) for r in rows for t in r["tags"] if only is None or t["tag"] == only}
+    if taxonomy is not None:
+        out = []
+        for facet in taxonomy.facets:
+            tags = [
+                Section(t.slug, f"{t.slug}: {t.title}" if t.title != t.slug else t.slug)
+                for t in taxonomy.tags
+                if t.facet == facet.name and any(tag == t.slug for _, tag in present)
+            ]
+            if tags:
+                out.append((Section(facet.name, facet.title), tags))
+        listed = {s.key for _, tags in out for s in tags}
+        # tags stored in the database but since removed from the taxonomy still get a section
+        extra = sorted({tag for _, tag in present} - listed)
+        if extra:
+            out.append((Section("other", "Other tags"), [Section(t, t) for t in extra]))
+        return out
+    facets = sorted({f for f, _ in present})
+    return [
+        (Section(f, f), [Section(t, t) for t in sorted({t for ff, t in present if ff == f})]) for f in facets
+    ]
+
+
+def _paper_line(row: dict[str, Any], tag: str) -> str:
+    authors = row["authors"]
+    names = ", ".join(authors[:3]) + (" et al." if len(authors) > 3 else "")
+    score = next((float(t["score"]) for t in row["tags"] if t["tag"] == tag), None)
+    parts = [f"**[{_md(row['title'])}]({row['abs_url']})**"]
+    if names:
+        parts.append(_md(names))
+    parts.append(str(row.get("day") or row.get("published") or "")[:10])
+    if row.get("primary_category"):
+        parts.append(row["primary_category"])
+    if row.get("pdf_url"):
+        parts.append(f"[PDF]({row['pdf_url']})")
+    if score is not None:
+        parts.append(f"score {score:.2f}")
+    return "- " + " · ".join(p for p in parts if p)
+
+
+def render_markdown(
+    rows: Sequence[dict[str, Any]], taxonomy: Taxonomy | None = None, only: str | None = None
+) -> str:
+    """An awesome list: a contents list, then one `##` per facet and `###` per tag, newest papers first."""
+    sections = _sections(rows, taxonomy, only)
+    newest = max((str(r.get("day") or "") for r in rows), default="")
+    lines = [
+        "# Multimodal-LLM papers",
+        "",
+        f"{len(rows)} arXiv papers tagged with the tracker's taxonomy"
+        + (f", newest from {newest}" if newest else "")
+        + ". Generated by `tracker export --format markdown`; edit the taxonomy, not this file.",
+        "",
+        "## Contents",
+        "",
+    ]
+    for facet, tags in sections:
+        lines.append(f"- [{_md(facet.title)}](#{_anchor(facet.title)})")
+        lines += [f"  - [{_md(t.title)}](#{_anchor(t.title)})" for t in tags]
+    for facet, tags in sections:
+        lines += ["", f"## {_md(facet.title)}"]
+        for tag in tags:
+            papers = [r for r in rows if any(t["tag"] == tag.key for t in r["tags"])]
+            lines += ["", f"### {_md(tag.title)}", ""]
+            lines += [_paper_line(r, tag.key) for r in papers]  # rows arrive newest first
+    return "\n".join(lines) + "\n"
