@@ -130,7 +130,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str,
         if key in seen:
             raise ConfigError(f"{loader.name}:{line}: duplicate key {key!r} (first at line {seen[key]})")
         seen[key] = line
-    mapping = loader.construct_mapping(node, deep=True)
+    mapping: dict[str, Any] = dict(loader.construct_mapping(node, deep=True))  # type: ignore[arg-type]
     mapping[_LINE] = node.start_mark.line + 1
     return mapping
 
