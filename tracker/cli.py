@@ -171,13 +171,19 @@ def demo(db_path):
         click.echo(f"sync {result.report.status}: {result.report.summary()} (loopback arXiv at {result.api_url})")
         classify_new(db, db_path, progress)
         counts = store.table_counts(db)
+        strongest = store.strongest_tagged(db)
     click.echo(f"\n{db_path} now holds:")
     for table, n in counts.items():
         click.echo(f"  {table:16} {n:>7,}")
+    if strongest:
+        click.echo("\nStrongest tags tonight:")
+        for paper in strongest:
+            click.echo(f"  {paper['arxiv_id']:12} {', '.join(paper['tags']):28.28} {paper['title'][:70]}")
+    example = strongest[0]["arxiv_id"] if strongest else "ARXIV_ID"
     click.echo(
         "\nNext, try:\n"
         f"  sqlite-utils search {db_path} papers 'visual instruction tuning' -c title --limit 5\n"
-        f"  tracker explain {db_path} <arxiv_id>\n"
+        f"  tracker explain {db_path} {example}\n"
         f"  tracker digest {db_path} --since 2025-08-01 --until 2025-08-07\n"
         f"  tracker serve {db_path}\n"
         f"  tracker status {db_path}"

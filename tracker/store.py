@@ -756,3 +756,19 @@ def paper_tag_rows(db: Database, arxiv_id: str) -> list[dict[str, Any]]:
         "SELECT tag, facet, score, source, model_id FROM paper_tags WHERE arxiv_id = ? ORDER BY tag", (arxiv_id,)
     )
     return [dict(zip(("tag", "facet", "score", "source", "model_id"), r, strict=True)) for r in cursor]
+
+
+# -- demo --
+
+
+def strongest_tagged(db: Database, limit: int = 5) -> list[dict[str, Any]]:
+    """The papers with the highest model scores and their tags, for the demo's closing summary."""
+    sql = """
+        SELECT p.arxiv_id, p.title, p.tags, max(t.score) AS score
+        FROM paper_tags t JOIN papers p ON p.arxiv_id = t.arxiv_id
+        WHERE t.source = 'model' GROUP BY p.arxiv_id ORDER BY score DESC, p.arxiv_id LIMIT ?
+    """
+    return [
+        {"arxiv_id": r[0], "title": r[1], "tags": json.loads(r[2] or "[]"), "score": r[3]}
+        for r in db.conn.execute(sql, (limit,))
+    ]
