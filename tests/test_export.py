@@ -128,6 +128,9 @@ def test_markdown_renders_every_tag_section_newest_first(db_path: Path) -> None:
         days = re.findall(r"\)\*\* · (?:.*? · )?(\d{4}-\d{2}-\d{2}) ·", section)
         assert days and days == sorted(days, reverse=True)
     assert '<a href="https://arxiv.org/abs/' in html and ">PDF</a>" in html
+    # the header counts the papers the list shows (tagged ones), not every exported row
+    tagged = query(db_path, "SELECT count(DISTINCT arxiv_id) FROM paper_tags")[0][0]
+    assert f"\n{tagged} arXiv papers tagged" in text
     # a title with brackets stays one link (escaped), not broken markdown
     assert "It's All in The [MASK]" in html or "[MASK]" not in text
 

@@ -186,7 +186,7 @@ def demo(db_path):
         f"  tracker explain {db_path} {example}\n"
         f"  tracker digest {db_path} --since 2025-08-01 --until 2025-08-07\n"
         f"  tracker serve {db_path}\n"
-        f"  tracker status {db_path}"
+        f"  tracker status {db_path}    # flags the snapshot as stale: its newest paper is from 2025"
     )
 
 
@@ -368,9 +368,9 @@ def digest_window(week, since, until, now):
     if week:
         return digest.parse_week(week)
     if since or until:
-        if not (since and until):
-            raise ConfigError("--since and --until go together")
-        return digest.window_between(since, until)
+        if not since:
+            raise ConfigError("--until needs --since (or use --week)")
+        return digest.window_between(since, until or now.date().isoformat())
     return digest.last_complete_week(now.date())
 
 
