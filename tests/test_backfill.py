@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import run
 from oai_server import Canned, OaiServer, load_records
 
@@ -257,3 +258,30 @@ def test_bad_options_fail_in_one_line_without_touching_the_network(
         result = run("backfill", tmp_path / "papers.db", "--oai-url", oai.url, "--delay", "0", *args)
         assert oai.requests == []
     assert result.exit_code != 0 and message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_week_of_backfilled_papers_is_found_through_the_event_day_index(tmp_path: Path) -> None:
+    # Backfilled papers have no announcement date, so their day is their version's date. The digest window
+    # and the canned "this week" query must reach them through idx_papers_event_day: a plan that reads
+    # every paper instead takes seconds on a million-paper backfill, and only a respelled expression breaks it.
+    db = tmp_path / "papers.db"
+    with OaiServer({"arXiv": RECORDS}) as oai:
+        assert run(*backfill_args(db, oai, "2016-03-01", "2016-07-31")).exit_code == 0
+    handle = store.open_db(db)
+    days = dict(handle.conn.execute(f"SELECT arxiv_id, {store.EVENT_DATE_SQL} FROM papers p"))
+    june = {i for i, day in days.items() if "2016-06-01" <= day <= "2016-06-30"}
+    assert june and june < set(days)
+    assert store.papers_between_count(handle, "2016-06-01", "2016-06-30") == len(june)
+
+    paper = sorted(june)[0]
+    store.save_manual_label(handle, paper, "hallucination", "topic", "add")
+    meta = yaml.safe_load((Path(__file__).parent.parent / "db" / "metadata.yml").read_text())
+    this_week = meta["databases"]["tracker"]["queries"]["papers_this_week"]["sql"]
+    params = {"week_of": days[paper], "tag": ""}
+    assert [r[3] for r in handle.conn.execute(this_week, params)] == [paper]
+
+    window = f"SELECT arxiv_id FROM papers p WHERE {store.IN_WINDOW_SQL}"
+    for sql, args in ((window, {"since": "2016-06-01", "until": "2016-06-30"}), (this_week, params)):
+        plan = [r[3] for r in handle.conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
+        assert any("idx_papers_event_day" in step for step in plan), plan
+        assert not any(step.startswith(("SCAN p", "SCAN papers")) for step in plan), plan

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 from helpers import FIXTURES, db_snapshot, run, sync_args
 
 from tracker import store
@@ -46,7 +47,10 @@ def test_pagination_stores_every_paper_in_about_n_over_page_size_requests(tmp_pa
     assert "submittedDate:[202403010000 TO 202403312359]" in api[0]["search_query"]
     assert api[0]["sortOrder"] == "descending"
     assert f"{n} new, 0 updated, 0 unchanged" in result.output
-    # what a user queries: full text, authors linked, categories as JSON
+    # what a user queries: full text (also through `sqlite-utils search`, which looks for
+    # content="papers" in the index's schema), authors linked, categories as JSON
+    found = list(sqlite_utils.Database(db)["papers"].search(march_2024[1]["title"], columns=["arxiv_id"], quote=True))
+    assert {"arxiv_id": march_2024[1]["id"]} in found
     hit = q(
         db,
         "SELECT p.title FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid WHERE papers_fts MATCH ?",

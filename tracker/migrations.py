@@ -226,3 +226,56 @@ def m006_bulk_fts(db: Database) -> None:
         END;
         """
     )
+
+
+@migrations()
+def m007_index_event_day(db: Database) -> None:
+    # The day a paper counts for (store.EVENT_DATE_SQL: announcement date, else the date of its current
+    # version, else of v1) as an expression index, so "this week" filters and "newest first" orders
+    # become index range scans instead of whole-table scans (1M papers: a second and more -> ms).
+    # SQLite uses it only where a query spells exactly this expression (a table alias is fine).
+    db.execute(
+        "CREATE INDEX idx_papers_event_day ON papers("
+        "COALESCE(announced, substr(updated, 1, 10), substr(published, 1, 10)))"
+    )
+
+
+@migrations()
+def m008_fts_automerge(db: Database) -> None:
+    # FTS5 merges index segments as batches arrive; merging once 16 segments of a size pile up instead
+    # of 4 rewrites each entry about half as often over a long backfill (100k papers: ingest ~11 %
+    # faster) and searches measured no slower (bench/bench_scale.py). Stored in papers_fts_config.
+    db.execute("INSERT INTO papers_fts (papers_fts, rank) VALUES ('automerge', 16)")
+
+
+@migrations()
+def m009_fts_detectable(db: Database) -> None:
+    # sqlite-utils (`sqlite-utils search`) and Datasette find a table's FTS index by the spelling
+    # content="papers" in its schema; m005 wrote content='papers', which neither recognises. Same
+    # index, declared again and rebuilt from papers; the insert trigger keeps m006's bulk switch and
+    # the merge setting of m008 is set again (it lives in the dropped index's config table).
+    db.executescript(
+        """
+        DROP TRIGGER papers_ai;
+        DROP TRIGGER papers_ad;
+        DROP TRIGGER papers_au;
+        DROP TABLE papers_fts;
+        CREATE VIRTUAL TABLE papers_fts USING fts5(
+            title, abstract, content="papers", tokenize='porter unicode61 remove_diacritics 2'
+        );
+        INSERT INTO papers_fts (papers_fts) VALUES ('rebuild');
+        INSERT INTO papers_fts (papers_fts, rank) VALUES ('automerge', 16);
+        CREATE TRIGGER papers_ai AFTER INSERT ON papers WHEN NOT EXISTS (SELECT 1 FROM fts_bulk) BEGIN
+            INSERT INTO papers_fts(rowid, title, abstract) VALUES (new.rowid, new.title, new.abstract);
+        END;
+        CREATE TRIGGER papers_ad AFTER DELETE ON papers BEGIN
+            INSERT INTO papers_fts(papers_fts, rowid, title, abstract)
+                VALUES ('delete', old.rowid, old.title, old.abstract);
+        END;
+        CREATE TRIGGER papers_au AFTER UPDATE OF title, abstract ON papers BEGIN
+            INSERT INTO papers_fts(papers_fts, rowid, title, abstract)
+                VALUES ('delete', old.rowid, old.title, old.abstract);
+            INSERT INTO papers_fts(rowid, title, abstract) VALUES (new.rowid, new.title, new.abstract);
+        END;
+        """
+    )

@@ -50,6 +50,9 @@ def open_db(path: str | Path, *, migrate: bool = True) -> Database:
         db.enable_wal()
         # NORMAL is safe in WAL mode: a crash can lose the last commit, never corrupt the file.
         db.execute("PRAGMA synchronous = NORMAL")
+        # A 64 MiB page cache (default 2 MiB) keeps the indexes' upper pages and FTS merges in memory:
+        # bulk ingest about 15 % faster at 100k papers (bench/bench_scale.py); memory is only used as touched.
+        db.execute("PRAGMA cache_size = -65536")
         if migrate and migrations.pending(db):
             migrations.apply(db)
     except Exception as exc:  # sqlite3.DatabaseError: "file is not a database", etc.
@@ -370,11 +373,9 @@ def table_counts(db: Database) -> dict[str, int]:
 # The day a paper counts for in a digest or a trend: its announcement date (RSS), else the date of
 # its current version (API records carry no announcement date).
 EVENT_DATE_SQL = "COALESCE(p.announced, substr(p.updated, 1, 10), substr(p.published, 1, 10))"
-# The same test written so both branches can use idx_papers_announced (a bare COALESCE scans the table).
-IN_WINDOW_SQL = (
-    "(p.announced BETWEEN :since AND :until OR (p.announced IS NULL AND "
-    "COALESCE(substr(p.updated, 1, 10), substr(p.published, 1, 10)) BETWEEN :since AND :until))"
-)
+# Spelled exactly as the expression index idx_papers_event_day (migration m007), so a window is an
+# index range scan: keep the two in step (SQLite matches the expression, not its meaning).
+IN_WINDOW_SQL = f"{EVENT_DATE_SQL} BETWEEN :since AND :until"
 
 
 def tagged_papers_between(db: Database, since: str, until: str) -> list[dict[str, Any]]:
