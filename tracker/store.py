@@ -132,16 +132,22 @@ WHERE excluded.version > papers.version
 """.format(cols=", ".join(PAPER_COLUMNS), marks=", ".join("?" for _ in PAPER_COLUMNS))
 
 
-def _existing_versions(db: Database, ids: Sequence[str]) -> dict[str, tuple[int, int]]:
-    found: dict[str, tuple[int, int]] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+def _papers_by_id(db: Database, columns: str, ids: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    """Rows (arxiv_id, *columns) of those `ids` that are stored, 500 ids per query (SQLite's variable limit)."""
+    id_list = list(ids)
+    for start in range(0, len(id_list), 500):
+        chunk = id_list[start : start + 500]
         marks = ",".join("?" for _ in chunk)
-        for arxiv_id, version, stub in db.conn.execute(
-            f"SELECT arxiv_id, version, needs_metadata FROM papers WHERE arxiv_id IN ({marks})", chunk
-        ):
-            found[arxiv_id] = (version, stub)
-    return found
+        yield from db.conn.execute(
+            f"SELECT arxiv_id, {columns} FROM papers WHERE arxiv_id IN ({marks})", chunk
+        )
+
+
+def _existing_versions(db: Database, ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    return {
+        arxiv_id: (version, stub)
+        for arxiv_id, version, stub in _papers_by_id(db, "version, needs_metadata", ids)
+    }
 
 
 def save_papers(db: Database, rows: Iterable[PaperRow], now: str | None = None) -> Counts:
@@ -652,16 +658,9 @@ def papers_for_export(db: Database, tag: str | None = None, since: str | None = 
 
 def paper_texts(db: Database, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
     """{arxiv_id: (title, abstract)} for those of `ids` in the database."""
-    found: dict[str, tuple[str, str]] = {}
-    id_list = list(ids)
-    for start in range(0, len(id_list), 500):
-        chunk = id_list[start : start + 500]
-        marks = ",".join("?" for _ in chunk)
-        for arxiv_id, title, abstract in db.conn.execute(
-            f"SELECT arxiv_id, title, abstract FROM papers WHERE arxiv_id IN ({marks})", chunk
-        ):
-            found[arxiv_id] = (title, abstract)
-    return found
+    return {
+        arxiv_id: (title, abstract) for arxiv_id, title, abstract in _papers_by_id(db, "title, abstract", ids)
+    }
 
 
 def count_untagged(db: Database, model_id: str, all_papers: bool = False) -> int:
@@ -699,7 +698,10 @@ def iter_untagged(
 
 def manual_labels(db: Database) -> list[tuple[str, str, str]]:
     """Every person's correction: (arxiv_id, tag, 'add' | 'remove')."""
-    return [tuple(r) for r in db.conn.execute("SELECT arxiv_id, tag, action FROM manual_labels ORDER BY arxiv_id, tag")]
+    return [
+        tuple(r)
+        for r in db.conn.execute("SELECT arxiv_id, tag, action FROM manual_labels ORDER BY arxiv_id, tag")
+    ]
 
 
 def save_tagging(
@@ -719,12 +721,17 @@ def save_tagging(
         db.conn.executemany("DELETE FROM paper_tags WHERE arxiv_id = ?", ids)
         db.conn.executemany("DELETE FROM tag_scores WHERE arxiv_id = ?", ids)
         db.conn.executemany(
-            "INSERT INTO paper_tags (arxiv_id, tag, facet, score, source, model_id) VALUES (?, ?, ?, ?, ?, ?)", tags
+            "INSERT INTO paper_tags (arxiv_id, tag, facet, score, source, model_id) VALUES (?, ?, ?, ?, ?, ?)",
+            tags,
         )
         db.conn.executemany(
-            "INSERT INTO tag_scores (arxiv_id, tag, score, threshold, model_id) VALUES (?, ?, ?, ?, ?)", scores
+            "INSERT INTO tag_scores (arxiv_id, tag, score, threshold, model_id) VALUES (?, ?, ?, ?, ?)",
+            scores,
         )
-        db.conn.executemany("UPDATE papers SET tags = ?, tagged_by = ? WHERE arxiv_id = ?", ((p[1], p[2], p[0]) for p in papers))
+        db.conn.executemany(
+            "UPDATE papers SET tags = ?, tagged_by = ? WHERE arxiv_id = ?",
+            ((p[1], p[2], p[0]) for p in papers),
+        )
 
 
 def paper_exists(db: Database, arxiv_id: str) -> bool:
@@ -747,14 +754,20 @@ def save_manual_label(db: Database, arxiv_id: str, tag: str, facet: str, action:
             )
         else:
             db.conn.execute("DELETE FROM paper_tags WHERE arxiv_id = ? AND tag = ?", (arxiv_id, tag))
-        tags = [r[0] for r in db.conn.execute("SELECT tag FROM paper_tags WHERE arxiv_id = ? ORDER BY tag", (arxiv_id,))]
+        tags = [
+            r[0]
+            for r in db.conn.execute(
+                "SELECT tag FROM paper_tags WHERE arxiv_id = ? ORDER BY tag", (arxiv_id,)
+            )
+        ]
         db.conn.execute("UPDATE papers SET tags = ? WHERE arxiv_id = ?", (json.dumps(tags), arxiv_id))
 
 
 def paper_tag_rows(db: Database, arxiv_id: str) -> list[dict[str, Any]]:
     """The tags a paper carries, with score and source."""
     cursor = db.conn.execute(
-        "SELECT tag, facet, score, source, model_id FROM paper_tags WHERE arxiv_id = ? ORDER BY tag", (arxiv_id,)
+        "SELECT tag, facet, score, source, model_id FROM paper_tags WHERE arxiv_id = ? ORDER BY tag",
+        (arxiv_id,),
     )
     return [dict(zip(("tag", "facet", "score", "source", "model_id"), r, strict=True)) for r in cursor]
 
