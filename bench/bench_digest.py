@@ -24,10 +24,12 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import cast
 
 from tracker import digest, mail, store
 from tracker.chart import MAX_PANELS, render_trend_png
 from tracker.config import REPO_DIR
+from tracker.parse import PaperRow
 
 CORPUS = REPO_DIR / "tracker" / "data" / "corpus.jsonl.gz"
 WEEK = digest.parse_week("2026-W47")
@@ -57,7 +59,7 @@ def build_db(path: Path, n: int) -> None:
                          "abs_url": f"https://arxiv.org/abs/{arxiv_id}"})  # fmt: skip
             for tag, facet in rng.sample(TAGS, rng.randint(1, 3)):
                 tags.append((arxiv_id, tag, facet, round(rng.uniform(0.3, 1.0), 3), "model"))
-        store.save_papers(db, rows)
+        store.save_papers(db, cast(list[PaperRow], rows))  # plain dicts with PaperRow's keys
         with db.atomic():
             db.conn.executemany(
                 "INSERT OR REPLACE INTO paper_tags (arxiv_id, tag, facet, score, source) VALUES (?, ?, ?, ?, ?)",

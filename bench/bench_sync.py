@@ -139,7 +139,8 @@ def bench_load(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for count in (n // 5, n):
-            paths = write_pages(folder / str(count), count) if (folder / str(count)).mkdir() is None else []
+            (folder / str(count)).mkdir()
+            paths = write_pages(folder / str(count), count)
             base = baseline(paths, folder / f"base{count}.db")
             took, rss = tracker_load(paths, folder / f"tracker{count}.db")
             print(

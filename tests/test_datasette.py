@@ -147,6 +147,32 @@ def test_search_finds_papers_in_table_and_query(site: httpx.Client) -> None:
     assert tagged and any(r["tags"] and "M-CoT" in r["tags"] for r in tagged)
 
 
+def test_search_lists_title_matches_first_then_newest(site: httpx.Client) -> None:
+    rows = rows_of(site, "search_with_tags", {"q": "hallucination"})
+    in_title = [re.search(r"\bhallucinat", r["title"], re.I) is not None for r in rows]
+    assert any(in_title) and not all(in_title)  # both kinds of hit, so the order below is tested
+    assert in_title == sorted(in_title, reverse=True)
+    for tier in (True, False):
+        # Feed-only papers not yet completed have no date; SQLite lists them last.
+        published = [r["published"] or "" for r, t in zip(rows, in_title, strict=True) if t is tier]
+        assert published == sorted(published, reverse=True)
+    # Nothing searchable (empty, a lone quote, spaces) is an empty answer, not an FTS syntax error.
+    for q in ("", '"', "   "):
+        assert site.get("/papers/search_with_tags.json", params={"q": q}).json()["rows"] == []
+
+
+def test_table_search_box_goes_to_the_tagged_search(site: httpx.Client) -> None:
+    plain = site.get("/papers/papers", params={"_search": "chain of thought", "_sort_desc": "published"})
+    assert plain.status_code == 302
+    assert plain.headers["location"] == "/papers/search_with_tags?q=chain+of+thought"
+    page = site.get(plain.headers["location"])
+    assert page.status_code == 200 and "Chain-of-Thought" in page.text
+    # With a filter the table page keeps the search (it can apply the filter); JSON is never redirected.
+    filtered = site.get("/papers/papers", params={"_search": "hallucination", "primary_category": "cs.CV"})
+    assert filtered.status_code == 200 and "hallucinat" in filtered.text.lower()
+    assert site.get("/papers/papers.json", params={"_search": "hallucination"}).status_code == 200
+
+
 def test_papers_table_has_tag_facet_links_and_newest_first(site: httpx.Client) -> None:
     page = site.get("/papers/papers")
     assert page.status_code == 200
