@@ -62,6 +62,10 @@ def test_healthy_database_exits_zero_and_reports(tmp_path):
     out = result.output
     assert "last successful sync: " in out and "(api, ok; 3 new, 0 updated, 0 unchanged)" in out
     assert "last failure: none" in out
+    # The id_list follow-up that completes feed-only papers is not what a reader means by the last sync.
+    db = store.open_db(db_path)
+    store.finish_run(db, store.start_run(db, "api", "id_list (7 ids)", None, None), store.Counts(updated=7), 1, "ok")
+    assert "(api, ok; 3 new, 0 updated, 0 unchanged)" in run_status(db_path, "2026-11-18T15:00:00+00:00").output
     assert "newest paper: 2026-11-18 (from announcement); expected at least 2026-11-17" in out
     assert "  Wed 2026-11-18      5 #" in out
     assert out.count("  Wed 2026-11-") == 2  # fourteen days, two Wednesdays

@@ -534,7 +534,9 @@ def sync_run_summary(db: Database) -> dict[str, dict[str, Any] | None]:
 
     return {
         "last": one("WHERE status != 'running'"),
-        "last_ok": one("WHERE status IN ('ok', 'empty')"),
+        # The follow-up that completes feed-only papers by id_list ends each sync, but "0 new, 617 updated"
+        # says nothing about what the night brought: the window or feed run does.
+        "last_ok": one("WHERE status IN ('ok', 'empty') AND query NOT LIKE 'id\\_list%' ESCAPE '\\'"),
         "last_failed": one("WHERE status = 'failed'"),
         "running": one("WHERE status = 'running'"),
     }
