@@ -81,6 +81,25 @@ def test_save_load_round_trip_gives_identical_scores(db_path, taxonomy, labels, 
     assert set(meta["cv"]) == set(loaded.model_tags) and {"M-ICL", "M-CoT", "LAVR"} <= set(loaded.model_tags)
 
 
+def test_retraining_on_the_same_labels_keeps_the_model_id(db_path, taxonomy, labels, records):
+    first = _train(db_path, taxonomy, labels, records)
+    classify.run_classify(store.open_db(db_path), db_path)
+    again = _train(db_path, taxonomy, labels, records)
+    assert again.model_id == first.model_id
+    # Same id, so nothing needs re-tagging: a retrain with unchanged labels costs no classify time.
+    assert classify.run_classify(store.open_db(db_path), db_path).papers == 0
+
+
+def test_model_file_changed_after_training_is_refused(db_path, taxonomy, labels, records):
+    _train(db_path, taxonomy, labels, records)
+    model_path, meta_path = model_paths(db_path)
+    raw = bytearray(model_path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    model_path.write_bytes(bytes(raw))
+    with pytest.raises(ModelError, match="does not match its sidecar"):
+        classify.load_model(model_path, meta_path)
+
+
 def test_model_from_another_sklearn_version_is_refused(db_path, taxonomy, labels, records):
     _train(db_path, taxonomy, labels, records)
     model_path, meta_path = model_paths(db_path)
@@ -203,8 +222,20 @@ def test_evaluate_reports_product_and_baselines(taxonomy, labels, records):
     for system in report["systems"].values():
         assert set(system["per_tag"]) == set(report["tags"])
         assert 0 <= system["macro_f1"] <= 1 and 0 <= system["stream_tagged"] <= 1
+    # The keyword baseline is exactly the taxonomy's rules: recompute its figures from the rules directly.
+    rules = classify.RuleSet.from_taxonomy(taxonomy)
+    fired = [rules.fired_all(text) for text in data.texts]
+    for tag in report["tags"]:
+        truth = np.array([tag in tags for tags in data.tags])
+        pred = np.array([tag in f for f in fired])
+        expected = classify._prf(truth, pred)
+        assert report["systems"]["keyword"]["per_tag"][tag] == expected
+    core = [t for t in report["tags"] if t in classify.CORE_TAGS]
+    given = sum(tag in f for f in fired for tag in core)
+    right = sum(tag in f and tag in tags for f, tags in zip(fired, data.tags, strict=True) for tag in core)
+    assert report["systems"]["keyword"]["micro_precision"] == round(right / given, 4)
     text = classify.render_evaluation(report)
-    assert "macro-F1" in text and "keyword OR-query" in text
+    assert "macro-F1" in text and "keyword OR-query" in text and "micro-precision" in text
 
 
 def test_full_training_and_classify_through_the_cli(tmp_path, records, monkeypatch):

@@ -533,9 +533,12 @@ def train(
     model_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = model_path.with_suffix(".tmp")
     sio.dump(obj, tmp)
-    model_id = hashlib.sha256(tmp.read_bytes()).hexdigest()[:12]
+    model_id = content_id(obj)
     meta = {
         "model_id": model_id,
+        # The file's own hash, checked on load; the id above names what the model computes, so the same
+        # training gives the same id (the zip file's timestamps differ from one dump to the next).
+        "file_sha256": hashlib.sha256(tmp.read_bytes()).hexdigest(),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sklearn": sklearn.__version__,
         "skops": skops.__version__,
@@ -558,6 +561,20 @@ def train(
     return TrainReport(
         model_id, len(data.ids), meta["positives"], cv, seconds, model_path, _model_from_obj(obj)
     )
+
+
+def content_id(obj: dict[str, Any]) -> str:
+    """A short hash of a saved model's contents (arrays by dtype, shape and bytes; the rest as JSON)."""
+    h = hashlib.sha256()
+    for key in sorted(obj):
+        value = obj[key]
+        h.update(key.encode())
+        if isinstance(value, np.ndarray):
+            h.update(f"{value.dtype.str}{value.shape}".encode())
+            h.update(np.ascontiguousarray(value).tobytes())
+        else:
+            h.update(json.dumps(value, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:12]
 
 
 def _prf(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -618,7 +635,9 @@ def load_model(model_path: Path, meta_path: Path) -> tuple[Model, dict[str, Any]
             "run: tracker train DB_PATH"
         )
     raw = model_path.read_bytes()
-    if hashlib.sha256(raw).hexdigest()[:12] != meta.get("model_id"):
+    digest = hashlib.sha256(raw).hexdigest()
+    # Sidecars written before file_sha256 existed used the file's hash as the model id.
+    if digest != meta.get("file_sha256") and digest[:12] != meta.get("model_id"):
         raise ModelError(
             f"{model_path} does not match its sidecar {meta_path.name}; run: tracker train DB_PATH"
         )
@@ -890,6 +909,10 @@ def _report(Y: np.ndarray, pred: np.ndarray, tags: Sequence[str], stream: np.nda
         "per_tag": per_tag,
         "macro_f1": round(float(np.mean([per_tag[tags[j]]["f1"] for j in core])), 4) if core else 0.0,
         "micro_f1": micro["f1"],
+        # Of all core tags given (curated papers and corpus stream together), the share that is right, and
+        # of all core tags the curated papers carry, the share found.
+        "micro_precision": micro["precision"],
+        "micro_recall": micro["recall"],
         # F1 among the curated papers only (each other's negatives), without the corpus negatives.
         "macro_f1_labelled": round(float(np.mean([
             _prf(Y[labelled, j].astype(bool), pred[labelled, j])["f1"] for j in core])), 4) if core else 0.0,
@@ -1000,6 +1023,7 @@ def render_evaluation(report: dict[str, Any]) -> str:
         lines.append(f"{tag:15} {support:>7}  " + "  ".join(cells))
     lines.append("")
     for key, title in (("macro_f1", "macro-F1 (core tags)"), ("micro_f1", "micro-F1 (core tags)"),
+                       ("micro_precision", "micro-precision (core)"), ("micro_recall", "micro-recall (core)"),
                        ("macro_f1_labelled", "macro-F1, curated only"), ("stream_tagged", "stream share tagged")):  # fmt: skip
         lines.append(f"{title:24}" + "  ".join(f"{systems[s][key]:>20.3f}" for s in systems))
     lines.append(f"core tags: {', '.join(CORE_TAGS)}")
