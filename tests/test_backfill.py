@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -84,6 +85,36 @@ def test_multi_page_harvest_stores_each_record_once_and_a_rerun_is_a_no_op(tmp_p
         assert again.exit_code == 0 and "already harvested" in again.stdout
         assert len(oai.requests) == before
     assert query(db, "SELECT count(*) FROM paper_versions") == [(9,)]
+
+
+def test_progress_bar_shows_rate_and_eta_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    db = tmp_path / "papers.db"
+    with OaiServer({"arXiv": RECORDS}, page_size=2) as oai:
+        leader, follower = pty.openpty()  # a real terminal for the child's stderr, as when a person runs it
+        try:
+            child = subprocess.run(
+                [sys.executable, "-m", "tracker", *backfill_args(db, oai, "2016-03-01", "2016-07-31")],
+                stdout=subprocess.PIPE, stderr=follower, timeout=120, check=False,
+            )  # fmt: skip
+            os.close(follower)
+            shown = b""
+            while True:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # the terminal is closed once everything written has been read
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+        finally:
+            os.close(leader)
+    assert child.returncode == 0, shown
+    line = shown.decode().replace("\r", "\n").strip().splitlines()[-1]
+    # The last update: everything done, the count, the rate, and no time left.
+    assert re.fullmatch(r"backfill 100\.0% 9 records [\d,]+/s ETA -- done", line), shown
+    assert b"backfill ok: 9 records" in child.stdout
 
 
 def test_only_configured_categories_are_kept(tmp_path: Path) -> None:
