@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import sqlite3
+import stat
 from pathlib import Path
 
 import bibtexparser
@@ -142,6 +144,17 @@ def test_markdown_with_tag_has_only_that_section(db_path: Path, tmp_path: Path) 
     assert "exported" in result.stderr
     html = MarkdownIt().render(out.read_text())
     assert len(re.findall(r"<h3>", html)) == 1 and "M-CoT" in re.findall(r"<h3>(.*?)</h3>", html)[0]
+
+
+def test_out_file_is_an_ordinary_file_for_the_umask(db_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "papers.csv"
+    old = os.umask(0o022)
+    try:
+        assert run("export", db_path, "--format", "csv", "--out", out).exit_code == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644  # not the 0600 of the temporary file it was written to
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".papers.csv")] == []
 
 
 def test_markdown_without_a_taxonomy_uses_stored_facets(db_path: Path, tmp_path: Path, monkeypatch) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
@@ -703,15 +703,21 @@ def export(db_path, fmt, tag, since, out):
         tracker export papers.db --format csv --tag hallucination
     """
     from tracker import store
-    from tracker.export import check_since, check_tag, load_taxonomy_if_any, render, write_output
+    from tracker.export import check_since, check_tag, load_taxonomy_if_any, render_chunks, write_output
 
     taxonomy = load_taxonomy_if_any()
     since = check_since(since)
     db = store.open_existing(db_path)
     tag = check_tag(tag, taxonomy, store.stored_tags(db))
-    rows = store.papers_for_export(db, tag, since)
-    write_output(render(fmt, rows, taxonomy, tag), out)
-    click.echo(f"exported {len(rows)} papers as {fmt}" + (f" to {out}" if out else ""), err=True)
+    exported = 0
+
+    def counted(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        nonlocal exported
+        for exported, row in enumerate(rows, 1):  # noqa: B007 (the count is read after the loop)
+            yield row
+
+    write_output(render_chunks(fmt, counted(store.papers_for_export(db, tag, since)), taxonomy, tag), out)
+    click.echo(f"exported {exported} papers as {fmt}" + (f" to {out}" if out else ""), err=True)
 
 # == backfill ====================================================================================
 

@@ -2,7 +2,9 @@
 
 Pure rendering: the caller passes the rows (`store.papers_for_export`) and, when there is one, the
 taxonomy, whose facet and tag order (and titles) the awesome list follows; without it the facets
-stored in `paper_tags` are used in alphabetical order.
+stored in `paper_tags` are used in alphabetical order. JSON lines, CSV and BibTeX are written a paper at
+a time as the rows arrive, so memory does not grow with the number of papers; the awesome list keeps
+the tagged papers (it needs them all to build its contents), never the untagged majority.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 import sys
 import tempfile
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -50,18 +52,25 @@ def load_taxonomy_if_any() -> Taxonomy | None:
     return load_taxonomy(path) if path.is_file() else None
 
 
-def write_output(text: str, out: str | None) -> None:
-    """Print `text`, or write it to `out` through a temporary file, so a failed export never leaves half a file."""
+def write_output(chunks: Iterable[str], out: str | None) -> None:
+    """Print the chunks, or write them to `out` through a temporary file, so a failed export never leaves half a file."""
     if out is None:
-        sys.stdout.write(text)
+        for chunk in chunks:
+            sys.stdout.write(chunk)
         return
     target = Path(out)
     if not target.parent.is_dir():
         raise ConfigError(f"--out {out}: folder {target.parent} does not exist")
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
+        # mkstemp makes the file private (0600); an export is an ordinary file, so give it what the
+        # user's umask gives any new file (0644 under the usual 022).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+            for chunk in chunks:
+                fh.write(chunk)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -92,18 +101,26 @@ def check_tag(tag: str | None, taxonomy: Taxonomy | None, stored: Sequence[tuple
 
 
 def render(
-    fmt: str, rows: Sequence[dict[str, Any]], taxonomy: Taxonomy | None = None, tag: str | None = None
+    fmt: str, rows: Iterable[dict[str, Any]], taxonomy: Taxonomy | None = None, tag: str | None = None
 ) -> str:
-    """The whole export in one format (`FORMATS`); `tag` limits the awesome list to that tag's section."""
+    """The whole export in one format (`FORMATS`) as one string; see `render_chunks`."""
+    return "".join(render_chunks(fmt, rows, taxonomy, tag))
+
+
+def render_chunks(
+    fmt: str, rows: Iterable[dict[str, Any]], taxonomy: Taxonomy | None = None, tag: str | None = None
+) -> Iterator[str]:
+    """The export in one format (`FORMATS`), a paper at a time; `tag` limits the awesome list to that tag."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     if fmt == "jsonl":
-        return "".join(json.dumps(_record(r), ensure_ascii=False) + "\n" for r in rows)
+        return (json.dumps(_record(r), ensure_ascii=False) + "\n" for r in rows)
     if fmt == "csv":
-        return render_csv(rows)
+        return _csv_chunks(rows)
     if fmt == "bibtex":
-        return render_bibtex(rows)
-    if fmt == "markdown":
-        return render_markdown(rows, taxonomy, tag)
-    raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+        return _bibtex_chunks(rows)
+    # Untagged papers are in no section of the list: drop them as they arrive.
+    return iter([render_markdown([r for r in rows if r.get("tags")], taxonomy, tag)])
 
 
 def _record(row: dict[str, Any]) -> dict[str, Any]:
@@ -117,6 +134,10 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
 
 def render_csv(rows: Iterable[dict[str, Any]]) -> str:
     """One line per paper; lists are joined with "; ", tags as `tag` and scores as `tag=0.812`."""
+    return "".join(_csv_chunks(rows))
+
+
+def _csv_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -127,7 +148,10 @@ def render_csv(rows: Iterable[dict[str, Any]]) -> str:
         record["tags"] = "; ".join(t["tag"] for t in row["tags"])
         record["scores"] = "; ".join(f"{t['tag']}={float(t['score']):.3f}" for t in row["tags"])
         writer.writerow(record)
-    return buffer.getvalue()
+        yield buffer.getvalue()  # the header, then one paper's line at a time
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()  # the header alone when there are no rows
 
 
 # -- BibTeX --------------------------------------------------------------------------------------
@@ -181,9 +205,12 @@ def bibtex_key(row: dict[str, Any], taken: set[str]) -> str:
 
 def render_bibtex(rows: Iterable[dict[str, Any]]) -> str:
     """`@misc` entries with arXiv's eprint fields (eprint, archivePrefix, primaryClass), as arXiv exports them."""
-    taken: set[str] = set()
-    entries = []
-    for row in rows:
+    return "".join(_bibtex_chunks(rows))
+
+
+def _bibtex_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    taken: set[str] = set()  # keys given so far, to make each unique: one short string per paper
+    for i, row in enumerate(rows):
         fields = [
             ("title", _bibtex_value(row["title"])),
             ("author", " and ".join(_bibtex_name(_bibtex_value(a)) for a in row["authors"])),
@@ -197,8 +224,7 @@ def render_bibtex(rows: Iterable[dict[str, Any]]) -> str:
             ("keywords", ", ".join(t["tag"] for t in row["tags"])),
         ]
         body = ",\n".join(f"  {name:<13} = {{{value}}}" for name, value in fields if value)
-        entries.append(f"@misc{{{bibtex_key(row, taken)},\n{body}\n}}\n")
-    return "\n".join(entries)
+        yield ("\n" if i else "") + f"@misc{{{bibtex_key(row, taken)},\n{body}\n}}\n"
 
 
 # -- markdown awesome list -------------------------------------------------------------------------

@@ -622,8 +622,10 @@ def open_existing(db_path: str | Path, wait: float = 60.0) -> Database:
     return db
 
 
-def papers_for_export(db: Database, tag: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+def papers_for_export(db: Database, tag: str | None = None, since: str | None = None) -> Iterator[dict[str, Any]]:
     """Full-metadata papers (newest first) with `tags` = [{tag, facet, score, source}], optionally one tag's only.
+
+    A generator: rows are read as they are written out, so exporting a million papers does not hold them.
 
     :param since: YYYY-MM-DD; keeps papers whose event day (as in the digest) is on or after it.
     """
@@ -645,14 +647,12 @@ def papers_for_export(db: Database, tag: str | None = None, since: str | None = 
         WHERE {" AND ".join(where)}
         ORDER BY day DESC, p.arxiv_id DESC
     """
-    out = []
     for row in db.query(sql, params):
         row = dict(row)
         for key in ("authors", "categories"):
             row[key] = json.loads(row[key] or "[]")
         row["tags"] = json.loads(row.pop("tag_list") or "[]")
-        out.append(row)
-    return out
+        yield row
 
 
 # -- classification ----------------------------------------------------------------------------------
