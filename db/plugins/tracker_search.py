@@ -2,10 +2,11 @@
 
 Datasette's table search sorts every match by date and counts them all. On a million papers a common
 word ("model", in 79 % of them) takes 2.5 s to list and 1.2 s to count, so the page fails at the time
-limit. The canned query answers any search in under 50 ms there (it walks the full-text index newest
-first and stops) and shows each hit's tags. A search with nothing else in the address (no filters, no
+limit. The canned query answers a search of words in 5-16 ms there (it walks the full-text index from
+the most recently added match and stops) and shows each hit's tags. A search with nothing else in the address (no filters, no
 facets, no paging) is redirected to it; a search combined with filters stays on the table page, which
-can apply them, and the JSON API is left alone.
+can apply them, and the JSON API is left alone. Only databases that have the canned query are
+redirected, and Datasette's `base_url` setting is honoured on both sides.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from datasette import hookimpl
+from datasette.app import Datasette
 
 ASGIApp = Callable[
     [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
@@ -23,25 +25,36 @@ ASGIApp = Callable[
 ]
 TABLE = "papers"
 QUERY = "search_with_tags"
-# Parameters that only order the page: the canned query has its own order.
-ORDER_ONLY = {"_search", "_sort", "_sort_desc"}
+# What the table's own search form sends once Datasette has tidied it: the search and the table's
+# default order (metadata: sort_desc published). A sort the user picked keeps them on the table page.
+PLAIN_SEARCH = {("_sort_desc", "published")}
 TABLE_PATH = re.compile(r"^/(?P<database>[^/]+)/" + TABLE + r"/?$")
 
 
-def search_target(path: str, query_string: str) -> str | None:
+def search_target(datasette: Datasette, path: str, query_string: str) -> str | None:
     """The canned query's address for a plain table search, else None."""
+    base_url = datasette.setting("base_url") or "/"
+    if base_url != "/" and path.startswith(base_url):  # as Datasette's own router strips it
+        path = "/" + path[len(base_url) :]
     match = TABLE_PATH.match(path)
-    if not match:
+    if not match or not _has_query(datasette, match["database"]):
         return None
     params = parse_qsl(query_string, keep_blank_values=True)
     search = [value for key, value in params if key == "_search"]
-    if len(search) != 1 or not search[0].strip() or any(key not in ORDER_ONLY for key, _ in params):
+    others = [(key, value) for key, value in params if key != "_search"]
+    if len(search) != 1 or not search[0].strip() or any(p not in PLAIN_SEARCH for p in others):
         return None
-    return f"/{quote(match['database'])}/{QUERY}?{urlencode({'q': search[0]})}"
+    return f"{datasette.urls.database(match['database'])}/{QUERY}?{urlencode({'q': search[0]})}"
+
+
+def _has_query(datasette: Datasette, database: str) -> bool:
+    if database not in datasette.databases:
+        return False
+    return QUERY in (datasette.metadata("queries", database=database) or {})
 
 
 @hookimpl
-def asgi_wrapper() -> Callable[[ASGIApp], ASGIApp]:
+def asgi_wrapper(datasette: Datasette) -> Callable[[ASGIApp], ASGIApp]:
     def wrap(app: ASGIApp) -> ASGIApp:
         async def redirect_table_search(
             scope: MutableMapping[str, Any],
@@ -50,7 +63,8 @@ def asgi_wrapper() -> Callable[[ASGIApp], ASGIApp]:
         ) -> None:
             target = None
             if scope["type"] == "http" and scope.get("method") in ("GET", "HEAD"):
-                target = search_target(scope["path"], scope.get("query_string", b"").decode("latin-1"))
+                query_string = scope.get("query_string", b"").decode("latin-1")
+                target = search_target(datasette, scope["path"], query_string)
             if target is None:
                 await app(scope, receive, send)
                 return
