@@ -6,6 +6,7 @@ on the full bundled data through the CLI.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -96,6 +97,20 @@ def test_model_file_changed_after_training_is_refused(db_path, taxonomy, labels,
     raw = bytearray(model_path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     model_path.write_bytes(bytes(raw))
+    with pytest.raises(ModelError, match="does not match its sidecar"):
+        classify.load_model(model_path, meta_path)
+
+
+def test_sidecar_from_before_file_sha256_still_loads_and_still_checks(db_path, taxonomy, labels, records):
+    _train(db_path, taxonomy, labels, records)
+    model_path, meta_path = model_paths(db_path)
+    meta = json.loads(meta_path.read_text())
+    # What train wrote before the id became a content hash: no file_sha256, the id = the file hash's head.
+    meta.pop("file_sha256")
+    meta["model_id"] = hashlib.sha256(model_path.read_bytes()).hexdigest()[:12]
+    meta_path.write_text(json.dumps(meta))
+    classify.load_model(model_path, meta_path)
+    model_path.write_bytes(model_path.read_bytes() + b"\0")
     with pytest.raises(ModelError, match="does not match its sidecar"):
         classify.load_model(model_path, meta_path)
 

@@ -564,8 +564,13 @@ def train(
 
 
 def content_id(obj: dict[str, Any]) -> str:
-    """A short hash of a saved model's contents (arrays by dtype, shape and bytes; the rest as JSON)."""
-    h = hashlib.sha256()
+    """A short hash of a saved model's contents (arrays by dtype, shape and bytes; the rest as JSON).
+
+    This module's own source is hashed in too: it turns the saved arrays into tags (text building, rule
+    matching, thresholds), so after an upgrade that changes it, a retrain gives a new id and `classify`
+    re-tags every paper even if the trained numbers came out the same.
+    """
+    h = hashlib.sha256(Path(__file__).read_bytes())
     for key in sorted(obj):
         value = obj[key]
         h.update(key.encode())
@@ -636,8 +641,9 @@ def load_model(model_path: Path, meta_path: Path) -> tuple[Model, dict[str, Any]
         )
     raw = model_path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
-    # Sidecars written before file_sha256 existed used the file's hash as the model id.
-    if digest != meta.get("file_sha256") and digest[:12] != meta.get("model_id"):
+    # Sidecars written before file_sha256 existed used the first 12 hex digits of the file's hash as the id.
+    expected = meta.get("file_sha256")
+    if (digest != expected) if expected else (digest[:12] != meta.get("model_id")):
         raise ModelError(
             f"{model_path} does not match its sidecar {meta_path.name}; run: tracker train DB_PATH"
         )
