@@ -30,7 +30,8 @@ def main() -> None:
     taxonomy, labels = load_rules(REPO_DIR / "rules")
     data = classify.training_set(labels, [], lambda ids: {})
     rules = classify.RuleSet.from_taxonomy(taxonomy)
-    titles = [text.split(". ", 1)[0] for text in data.texts]
+    by_id = {r["id"]: r["title"] for name in ("labelled", "corpus") for r in classify.load_bundled(name)}
+    titles = [" ".join(by_id[arxiv_id].split()) for arxiv_id in data.ids]
     fired = [rules.fired_all(title) for title in titles]
     print("core tag: curated papers; title rule fires on: those / other curated / corpus papers")
     print("(if the corpus hits are true members: best precision = curated / (curated + corpus hits), best F1)")
@@ -40,6 +41,9 @@ def main() -> None:
         own = sum(tag in data.tags[i] for i in hits)
         other = sum(not data.stream[i] and tag not in data.tags[i] for i in hits)
         corpus = [i for i in hits if data.stream[i]]
+        if not positives:
+            print(f"{tag:14s} no curated papers")
+            continue
         bound = positives / (positives + len(corpus))
         print(
             f"{tag:14s} {positives:4d}; fires on {own:3d} / {other:3d} / {len(corpus):4d}"

@@ -154,6 +154,9 @@ def test_out_file_is_an_ordinary_file_for_the_umask(db_path: Path, tmp_path: Pat
     finally:
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) == 0o644  # not the 0600 of the temporary file it was written to
+    out.chmod(0o600)  # a file kept private on purpose stays private when an export replaces it
+    assert run("export", db_path, "--format", "csv", "--out", out).exit_code == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".papers.csv")] == []
 
 

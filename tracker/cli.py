@@ -709,15 +709,15 @@ def export(db_path, fmt, tag, since, out):
     since = check_since(since)
     db = store.open_existing(db_path)
     tag = check_tag(tag, taxonomy, store.stored_tags(db))
-    exported = 0
+    exported = [0]  # counted as the rows stream past (they are never all in memory)
 
     def counted(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        nonlocal exported
-        for exported, row in enumerate(rows, 1):  # noqa: B007 (the count is read after the loop)
+        for row in rows:
+            exported[0] += 1
             yield row
 
     write_output(render_chunks(fmt, counted(store.papers_for_export(db, tag, since)), taxonomy, tag), out)
-    click.echo(f"exported {exported} papers as {fmt}" + (f" to {out}" if out else ""), err=True)
+    click.echo(f"exported {exported[0]} papers as {fmt}" + (f" to {out}" if out else ""), err=True)
 
 # == backfill ====================================================================================
 

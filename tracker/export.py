@@ -9,11 +9,13 @@ the tagged papers (it needs them all to build its contents), never the untagged 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import re
+import stat
 import sys
 import tempfile
 import unicodedata
@@ -63,11 +65,10 @@ def write_output(chunks: Iterable[str], out: str | None) -> None:
         raise ConfigError(f"--out {out}: folder {target.parent} does not exist")
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
-        # mkstemp makes the file private (0600); an export is an ordinary file, so give it what the
-        # user's umask gives any new file (0644 under the usual 022).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(fd, 0o666 & ~umask)
+        # mkstemp makes the file private (0600). Replacing a file keeps that file's mode; a new export is an
+        # ordinary file and gets what the user's umask gives any new file (0644 under the usual 022).
+        with contextlib.suppress(OSError):  # a filesystem without modes: keep mkstemp's
+            os.fchmod(fd, stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             for chunk in chunks:
                 fh.write(chunk)
@@ -75,6 +76,12 @@ def write_output(chunks: Iterable[str], out: str | None) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    umask = os.umask(0)  # the only way to read it; a CLI process has no other thread to disturb
+    os.umask(umask)
+    return umask
 
 
 def check_since(value: str | None) -> str | None:
