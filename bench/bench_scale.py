@@ -146,12 +146,12 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def ticker(label: str, every: int) -> Callable[[int], None]:
-    """A progress callback that reports every `every` items on stderr, with the rate so far."""
+def ticker(label: str, every: int) -> Callable[[int, int], None]:
+    """A progress callback (items done, items in all) reporting every `every` items, with the rate so far."""
     started, done, shown = time.perf_counter(), [0], [0]
 
-    def tick(n: int) -> None:
-        done[0] += n
+    def tick(so_far: int, total: int) -> None:
+        done[0] = so_far
         if done[0] - shown[0] >= every:
             shown[0] = done[0]
             rate = done[0] / (time.perf_counter() - started)
@@ -164,11 +164,13 @@ def ingest(db: Any, n: int) -> None:
     records = corpus()
     tick = ticker("ingested", 100_000)
     batch: list[dict[str, Any]] = []
+    stored = 0
     for row in synthetic_rows(n, records):
         batch.append(row)
         if len(batch) == BATCH:
             store.save_papers(db, batch)  # type: ignore[arg-type]
-            tick(len(batch))
+            stored += len(batch)
+            tick(stored, n)
             batch = []
     if batch:
         store.save_papers(db, batch)  # type: ignore[arg-type]

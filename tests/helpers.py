@@ -13,6 +13,37 @@ from tracker.mirror import ArxivMirror
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def run_on_terminal(*args: str, timeout: float = 300) -> tuple[int, bytes, str]:
+    """Run the CLI as a process whose stderr is a real terminal (a pty), as when a person types the command.
+
+    Returns (exit status, stdout, the last line the terminal shows after carriage returns).
+    """
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    try:
+        child = subprocess.run(
+            [sys.executable, "-m", "tracker", *map(str, args)],
+            stdout=subprocess.PIPE, stderr=follower, timeout=timeout, check=False,
+        )  # fmt: skip
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal is closed once everything written has been read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(leader)
+    lines = shown.decode().replace("\r", "\n").strip().splitlines()
+    return child.returncode, child.stdout, lines[-1] if lines else ""
+
+
 def run(*args: str) -> Result:
     """Invoke the CLI in-process; stderr is kept apart from stdout."""
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run
+from helpers import run, run_on_terminal
 from oai_server import Canned, OaiServer, load_records
 
 from tracker import store
@@ -88,33 +88,13 @@ def test_multi_page_harvest_stores_each_record_once_and_a_rerun_is_a_no_op(tmp_p
 
 
 def test_progress_bar_shows_rate_and_eta_on_a_terminal(tmp_path: Path) -> None:
-    import pty
-
     db = tmp_path / "papers.db"
     with OaiServer({"arXiv": RECORDS}, page_size=2) as oai:
-        leader, follower = pty.openpty()  # a real terminal for the child's stderr, as when a person runs it
-        try:
-            child = subprocess.run(
-                [sys.executable, "-m", "tracker", *backfill_args(db, oai, "2016-03-01", "2016-07-31")],
-                stdout=subprocess.PIPE, stderr=follower, timeout=120, check=False,
-            )  # fmt: skip
-            os.close(follower)
-            shown = b""
-            while True:
-                try:
-                    chunk = os.read(leader, 4096)
-                except OSError:  # the terminal is closed once everything written has been read
-                    break
-                if not chunk:
-                    break
-                shown += chunk
-        finally:
-            os.close(leader)
-    assert child.returncode == 0, shown
-    line = shown.decode().replace("\r", "\n").strip().splitlines()[-1]
+        status, stdout, line = run_on_terminal(*backfill_args(db, oai, "2016-03-01", "2016-07-31"), timeout=120)
+    assert status == 0, line
     # The last update: everything done, the count, the rate, and no time left.
-    assert re.fullmatch(r"backfill 100\.0% 9 records [\d,]+/s ETA -- done", line), shown
-    assert b"backfill ok: 9 records" in child.stdout
+    assert re.fullmatch(r"backfill 100\.0% 9 records [\d,]+/s ETA -- done", line), line
+    assert b"backfill ok: 9 records" in stdout
 
 
 def test_only_configured_categories_are_kept(tmp_path: Path) -> None:

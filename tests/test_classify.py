@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import skops.io as sio
 from click.testing import CliRunner
+from helpers import run_on_terminal
 
 from tracker import classify, store
 from tracker.cli import cli
@@ -269,6 +270,20 @@ def test_full_training_and_classify_through_the_cli(tmp_path, records, monkeypat
     assert result.exit_code == 0 and f"classify: {len({r['id'] for r in records})} papers" in result.output
     tags = dict(db.conn.execute("SELECT arxiv_id, tags FROM papers").fetchall())
     assert "MIT" in json.loads(tags["2304.10592"])  # MiniGPT-4
+
+
+def test_classify_shows_a_progress_bar_on_a_terminal_and_nothing_under_cron(
+    db_path, taxonomy, labels, records, monkeypatch
+):
+    _train(db_path, taxonomy, labels, records)
+    papers = len({r["id"] for r in records})
+    status, stdout, line = run_on_terminal("classify", db_path, "--all")
+    assert status == 0, line
+    assert re.fullmatch(rf"classify 100\.0% {papers:,} papers [\d,]+/s ETA --", line), line
+    assert f"classify: {papers} papers".encode() in stdout
+    # Under cron (stderr not a terminal) only the one summary line on stdout.
+    piped = CliRunner().invoke(cli, ["classify", str(db_path), "--all"], catch_exceptions=False)
+    assert piped.exit_code == 0 and piped.stderr == "" and piped.stdout.count("\n") == 1
 
 
 def test_worker_processes_tag_exactly_like_one_process(db_path, taxonomy, labels, records, monkeypatch):

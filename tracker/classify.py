@@ -811,12 +811,15 @@ def _tagged_chunks(
 
 
 def run_classify(
-    db: Database, db_path: Path, *, all_papers: bool = False, progress: Callable[[int], None] | None = None
-) -> ClassifyReport:
+    db: Database, db_path: Path, *, all_papers: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ClassifyReport:  # fmt: skip
     """Tag papers not yet tagged by the current model (or all), training first if there is no model.
 
     Streams CHUNK_SIZE papers at a time, each chunk written in one transaction, so memory stays flat and
     an interrupted run keeps every finished chunk.
+
+    :param progress: called after each chunk with (papers done, papers to do in all)
     """
     started = time.monotonic()
     model_path, meta_path = model_paths(db_path)
@@ -829,12 +832,13 @@ def run_classify(
     model_id = meta["model_id"]
     manual = _manual_map(db)
     papers = tagged = 0
+    total = store.count_untagged(db, model_id, all_papers) if progress else 0
     for rows in _tagged_chunks(db, model, model_id, manual, all_papers):
         store.save_tagging(db, rows.tags, rows.scores, rows.papers)
         papers += len(rows.papers)
         tagged += rows.tagged
         if progress:
-            progress(len(rows.papers))
+            progress(papers, max(total, papers))
     return ClassifyReport(papers, tagged, model_id, trained, time.monotonic() - started)
 
 

@@ -141,7 +141,7 @@ def sync(db_path, categories, since, until, api_url, rss_url, no_feed, delay, pa
         if sys.stderr.isatty():
             click.echo("", err=True)
         if not no_classify:
-            classify_new(db, db_path, progress)
+            classify_new(db, db_path)
     click.echo(f"sync {report.status}: {report.summary()}")
 
 
@@ -169,7 +169,7 @@ def demo(db_path):
         if sys.stderr.isatty():
             click.echo("", err=True)
         click.echo(f"sync {result.report.status}: {result.report.summary()} (loopback arXiv at {result.api_url})")
-        classify_new(db, db_path, progress)
+        classify_new(db, db_path)
         counts = store.table_counts(db)
         strongest = store.strongest_tagged(db)
     click.echo(f"\n{db_path} now holds:")
@@ -190,14 +190,30 @@ def demo(db_path):
     )
 
 
-def classify_new(db, db_path, progress) -> None:
+def classify_new(db, db_path) -> None:
     """Tag what the sync stored (tracker.classify trains a model first if there is none)."""
     try:
         from tracker.classify import run_classify
     except ImportError:  # the classifier is optional while it is being built
         return
-    report = run_classify(db, db_path, progress=lambda n: progress(f"classified {n} papers"))
+    report = run_classify(db, db_path, progress=classify_progress())
     click.echo(f"classify: {report.papers} papers, {report.tagged} tagged (model {report.model_id[:12]})")
+
+
+def classify_progress() -> Callable[[int, int], None] | None:
+    """A progress bar for run_classify (papers, rate, ETA) on a terminal; None (silent) under cron."""
+    from tracker.progress import for_terminal
+
+    bar = for_terminal("classify", unit="papers")
+    if bar is None:
+        return None
+
+    def update(done: int, total: int) -> None:
+        bar.update(done / total if total else 1.0, done, force=done >= total)
+        if done >= total:
+            bar.close()
+
+    return update
 
 
 # == classification =============================================================================
@@ -252,13 +268,7 @@ def classify(db_path, all_papers):
 
     with store.writer_lock(db_path):
         db = store.open_db(db_path)
-        done = [0]
-
-        def progress(n):
-            done[0] += n
-            click.echo(f"classified {done[0]} papers", err=True)
-
-        report = classifier.run_classify(db, db_path, all_papers=all_papers, progress=progress)
+        report = classifier.run_classify(db, db_path, all_papers=all_papers, progress=classify_progress())
     trained = " (trained a new model first)" if report.trained else ""
     click.echo(f"classify: {report.papers} papers, {report.tagged} tagged (model {report.model_id}){trained}")
 
@@ -772,7 +782,7 @@ def backfill(db_path, from_, until, set_spec, categories, oai_url, prefix, delay
                 progress.close()
         click.echo(backfill_summary(report))
         if not no_classify and not report.already_done:
-            classify_new(db, db_path, stderr_progress())
+            classify_new(db, db_path)
 
 
 def backfill_summary(report) -> str:

@@ -21,8 +21,11 @@ def _duration(seconds: float) -> str:
 class TerminalProgress:
     """Rewrites one stderr line at most every `interval` seconds: done fraction, count, rate, ETA."""
 
-    def __init__(self, label: str, stream: TextIO | None = None, interval: float = 0.5) -> None:
+    def __init__(
+        self, label: str, stream: TextIO | None = None, interval: float = 0.5, unit: str = "records"
+    ) -> None:
         self.label = label
+        self.unit = unit
         self.stream = stream or sys.stderr
         self.interval = interval
         self.started = time.monotonic()
@@ -40,7 +43,7 @@ class TerminalProgress:
         fraction = min(max(fraction, 0.0), 1.0)
         eta = _duration(elapsed * (1 - fraction) / fraction) if 0 < fraction < 1 else "--"
         line = (
-            f"{self.label} {fraction * 100:5.1f}% {count:,} records {rate:,.0f}/s ETA {eta} {note}".rstrip()
+            f"{self.label} {fraction * 100:5.1f}% {count:,} {self.unit} {rate:,.0f}/s ETA {eta} {note}".rstrip()
         )
         self.stream.write("\r" + line.ljust(self._width))
         self.stream.flush()
@@ -53,6 +56,6 @@ class TerminalProgress:
             self.stream.flush()
 
 
-def for_terminal(label: str) -> TerminalProgress | None:
+def for_terminal(label: str, unit: str = "records") -> TerminalProgress | None:
     """A TerminalProgress when stderr is a terminal, else None (quiet under cron and in pipes)."""
-    return TerminalProgress(label) if sys.stderr.isatty() else None
+    return TerminalProgress(label, unit=unit) if sys.stderr.isatty() else None
