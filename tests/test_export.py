@@ -133,6 +133,7 @@ def test_markdown_renders_every_tag_section_newest_first(db_path: Path) -> None:
     # the header counts the papers the list shows (tagged ones), not every exported row
     tagged = query(db_path, "SELECT count(DISTINCT arxiv_id) FROM paper_tags")[0][0]
     assert f"\n{tagged} arXiv papers tagged" in text
+    assert f"exported {tagged} papers as markdown" in run("export", db_path, "--format", "markdown").stderr
     # a title with brackets stays one link (escaped), not broken markdown
     assert "It's All in The [MASK]" in html or "[MASK]" not in text
 

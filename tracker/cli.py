@@ -723,7 +723,7 @@ def export(db_path, fmt, tag, since, out):
 
     def counted(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for row in rows:
-            exported[0] += 1
+            exported[0] += fmt != "markdown" or bool(row["tags"])  # the awesome list shows tagged papers only
             yield row
 
     write_output(render_chunks(fmt, counted(store.papers_for_export(db, tag, since)), taxonomy, tag), out)
