@@ -2,7 +2,7 @@
 
 Datasette's table search sorts every match by date and counts them all. On a million papers a common
 word ("model", in 79 % of them) takes 2.5 s to list and 1.2 s to count, so the page fails at the time
-limit. The canned query answers a search of words in 5-16 ms there (it walks the full-text index from
+limit. The canned query answers a search of words in 5-21 ms there (it walks the full-text index from
 the most recently added match and stops) and shows each hit's tags. A search with nothing else in the address (no filters, no
 facets, no paging) is redirected to it; a search combined with filters stays on the table page, which
 can apply them, and the JSON API is left alone. Only databases that have the canned query are
