@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from digest_support import add_tags, corpus_records, make_week_db, paper_row
+from helpers import run
 
 from tracker import digest, store
 from tracker.cli import cli
@@ -25,10 +26,6 @@ NOW = "2026-11-23T11:00:00+00:00"
 def digest_env(tmp_path, monkeypatch):
     monkeypatch.setenv("TRACKER_RULES", str(FIXTURES / "rules"))
     monkeypatch.setenv("TRACKER_AUTH", str(tmp_path / "auth.json"))
-
-
-def run(*args: str):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def test_iso_weeks_and_windows():

@@ -19,7 +19,7 @@ from markdown_it import MarkdownIt
 from sample_db import build_sample_db
 
 from tracker import store
-from tracker.export import load_taxonomy_if_any, render_bibtex
+from tracker.export import load_taxonomy_if_any, render_chunks
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_bibtex_parses_with_arxiv_eprint_fields(db_path: Path) -> None:
 def test_bibtex_keeps_real_latex_and_special_characters(db_path: Path) -> None:
     rows = [r for r in store.papers_for_export(store.open_db(db_path)) if re.search(r"[&{}$#]", r["title"])]
     assert len(rows) > 50
-    entries = {e["eprint"]: e for e in parse_bibtex(render_bibtex(rows))}
+    entries = {e["eprint"]: e for e in parse_bibtex("".join(render_chunks("bibtex", rows)))}
     assert len(entries) == len(rows)
     for row in rows:
         title = entries[row["arxiv_id"]]["title"]
@@ -108,7 +108,7 @@ def test_bibtex_survives_unbalanced_braces() -> None:
         "published": "2024-01-02T00:00:00+00:00", "primary_category": "cs.CV", "tags": [],
         "abs_url": "https://arxiv.org/abs/2401.00001", "doi": None, "journal_ref": None,
     }  # fmt: skip
-    entry = bibtexparser.loads(render_bibtex([row])).entries[0]
+    entry = bibtexparser.loads("".join(render_chunks("bibtex", [row]))).entries[0]
     assert entry["title"] == r"A broken title with 50\% \& \#1"
     assert entry["author"] == "Lovelace, Ada and {Plato}"
     assert entry["ID"] == "lovelace2024broken"

@@ -781,18 +781,20 @@ def _worker_chunk_rows(chunk: Sequence[tuple[str, str, str]]) -> ChunkRows:
 
 
 def _tagged_chunks(
-    db: Database, model: Model, model_id: str, manual: dict[str, dict[str, str]], all_papers: bool
+    db: Database, model: Model, model_id: str, manual: dict[str, dict[str, str]], all_papers: bool, total: int
 ) -> Iterator[ChunkRows]:
     """ChunkRows for every paper to (re)tag, in order; on several cores, tagged by worker processes.
 
     TF-IDF and rules are pure Python per paper, so one process tops out near 2,000 papers/s; forked
     workers use every core while this process reads chunks and writes results. At most two chunks per
     worker are in flight, so memory stays flat however many papers there are.
+
+    :param total: how many papers there are to tag (`store.count_untagged`)
     """
     global _WORKER_STATE
     chunks = store.iter_untagged(db, model_id, all_papers, CHUNK_SIZE)
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
-    if workers < 2 or store.count_untagged(db, model_id, all_papers) <= CHUNK_SIZE:
+    if workers < 2 or total <= CHUNK_SIZE:
         for chunk in chunks:
             yield chunk_rows(model, model_id, chunk, manual)
         return
@@ -832,8 +834,9 @@ def run_classify(
     model_id = meta["model_id"]
     manual = _manual_map(db)
     papers = tagged = 0
-    total = store.count_untagged(db, model_id, all_papers) if progress else 0
-    for rows in _tagged_chunks(db, model, model_id, manual, all_papers):
+    # Counted once: it decides whether to start workers and is the progress bar's 100 %.
+    total = store.count_untagged(db, model_id, all_papers)
+    for rows in _tagged_chunks(db, model, model_id, manual, all_papers, total):
         store.save_tagging(db, rows.tags, rows.scores, rows.papers)
         papers += len(rows.papers)
         tagged += rows.tagged

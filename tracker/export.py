@@ -107,13 +107,6 @@ def check_tag(tag: str | None, taxonomy: Taxonomy | None, stored: Sequence[tuple
     raise ConfigError(f"unknown tag {tag!r}; tags in the database: {', '.join(known) or '(none yet)'}")
 
 
-def render(
-    fmt: str, rows: Iterable[dict[str, Any]], taxonomy: Taxonomy | None = None, tag: str | None = None
-) -> str:
-    """The whole export in one format (`FORMATS`) as one string; see `render_chunks`."""
-    return "".join(render_chunks(fmt, rows, taxonomy, tag))
-
-
 def render_chunks(
     fmt: str, rows: Iterable[dict[str, Any]], taxonomy: Taxonomy | None = None, tag: str | None = None
 ) -> Iterator[str]:
@@ -139,12 +132,8 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def render_csv(rows: Iterable[dict[str, Any]]) -> str:
-    """One line per paper; lists are joined with "; ", tags as `tag` and scores as `tag=0.812`."""
-    return "".join(_csv_chunks(rows))
-
-
 def _csv_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """One line per paper; lists are joined with "; ", tags as `tag` and scores as `tag=0.812`."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -210,12 +199,8 @@ def bibtex_key(row: dict[str, Any], taken: set[str]) -> str:
     return key
 
 
-def render_bibtex(rows: Iterable[dict[str, Any]]) -> str:
-    """`@misc` entries with arXiv's eprint fields (eprint, archivePrefix, primaryClass), as arXiv exports them."""
-    return "".join(_bibtex_chunks(rows))
-
-
 def _bibtex_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """`@misc` entries with arXiv's eprint fields (eprint, archivePrefix, primaryClass), as arXiv exports them."""
     taken: set[str] = set()  # keys given so far, to make each unique: one short string per paper
     for i, row in enumerate(rows):
         fields = [
