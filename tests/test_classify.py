@@ -62,6 +62,14 @@ def _train(db_path, taxonomy, labels, records):
     )  # fmt: skip
 
 
+def _fixture_training_set(labels, records):
+    return classify.training_set(
+        labels, [], lambda ids: {},
+        labelled=[r for r in records if r["kind"] != "corpus"],
+        corpus=[r for r in records if r["kind"] == "corpus"],
+    )  # fmt: skip
+
+
 def _tags(db_path):
     db = store.open_db(db_path)
     rows = db.conn.execute(
@@ -228,11 +236,7 @@ def test_cli_errors_are_one_line_and_non_zero(db_path, taxonomy, labels, records
 
 
 def test_evaluate_reports_product_and_baselines(taxonomy, labels, records):
-    data = classify.training_set(
-        labels, [], lambda ids: {},
-        labelled=[r for r in records if r["kind"] != "corpus"],
-        corpus=[r for r in records if r["kind"] == "corpus"],
-    )  # fmt: skip
+    data = _fixture_training_set(labels, records)
     report = classify.evaluate(taxonomy, data)
     assert set(report["systems"]) == {"product", "keyword", "tfidf_svc"}
     for system in report["systems"].values():
@@ -252,6 +256,22 @@ def test_evaluate_reports_product_and_baselines(taxonomy, labels, records):
     assert report["systems"]["keyword"]["micro_precision"] == round(right / given, 4)
     text = classify.render_evaluation(report)
     assert "macro-F1" in text and "keyword OR-query" in text and "micro-precision" in text
+
+
+def test_no_tag_claims_more_than_its_share_of_the_stream(taxonomy, labels, records):
+    """Thresholds are raised so that, in cross-validation, each tag fires on at most `max_stream_rate` of the
+    corpus papers: a rare tag's F-beta optimum alone can sit low enough to tag a large part of the stream."""
+    data = _fixture_training_set(labels, records)
+    tags = classify.model_tags_for(taxonomy, data)
+    Y, rules = data.matrix(tags), classify.RuleSet.from_taxonomy(taxonomy)
+    uncapped = classify.fit(data.texts, Y, tags, rules, {**classify.DEFAULT_PARAMS, "max_stream_rate": 0.0},
+                            data.stream)  # fmt: skip
+    capped = classify.fit(data.texts, Y, tags, rules, classify.DEFAULT_PARAMS, data.stream)
+    allowed = max(1, int(classify.DEFAULT_PARAMS["max_stream_rate"] * data.stream.sum()))
+    stream_hits = lambda f: (f.oof[data.stream] >= f.thresholds).sum(axis=0)  # noqa: E731
+    assert stream_hits(uncapped).max() > allowed  # the fixture has a tag the cap must rein in
+    assert stream_hits(capped).max() <= allowed
+    assert (capped.thresholds >= uncapped.thresholds).all()  # the cap only ever raises a threshold
 
 
 def test_full_training_and_classify_through_the_cli(tmp_path, records, monkeypatch):
