@@ -217,6 +217,12 @@ def test_explain_names_terms_of_the_paper_and_the_rules(db_path, taxonomy, label
     assert result.exit_code == 0
     assert "named-system:MiniGPT-4" in result.output and "q-former" in result.output
     assert "threshold" in result.output
+    # A person's removal wins over the model, and explain says so instead of "TAGGED".
+    runner = CliRunner()
+    assert runner.invoke(cli, ["label", str(db_path), tagged, "hallucination", "--remove"]).exit_code == 0
+    out = runner.invoke(cli, ["explain", str(db_path), tagged], catch_exceptions=False).output
+    line = next(x for x in out.splitlines() if x.startswith("hallucination: score"))
+    assert line.endswith("(model: above; a person removed this tag: NOT TAGGED)"), line
 
 
 def test_cli_errors_are_one_line_and_non_zero(db_path, taxonomy, labels, records):

@@ -1016,6 +1016,10 @@ def render_explanation(e: Explanation) -> str:
     lines.append(f"tags: {carried}")
     for x in e.model:
         verdict = "TAGGED" if x.score >= x.threshold else "near miss"
+        if x.tag in e.manual:  # a person's label wins over the model: say so next to the model's view
+            side = "above" if x.score >= x.threshold else "below"
+            person = "added" if e.manual[x.tag] == "add" else "removed"
+            verdict = f"model: {side}; a person {person} this tag: {'TAGGED' if person == 'added' else 'NOT TAGGED'}"
         lines.append(f"\n{x.tag}: score {x.score:.3f} vs threshold {x.threshold:.3f} ({verdict})")
         lines.append("  up:   " + (", ".join(f"{t} (+{c:.3f})" for t, c in x.up) or "-"))
         lines.append("  down: " + (", ".join(f"{t} ({c:.3f})" for t, c in x.down) or "-"))
