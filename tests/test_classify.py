@@ -133,7 +133,8 @@ def test_model_from_another_sklearn_version_is_refused(db_path, taxonomy, labels
     with pytest.raises(ModelError, match="scikit-learn 0.24.2.*run: tracker train"):
         classify.load_model(model_path, meta_path)
     result = CliRunner().invoke(cli, ["classify", str(db_path)])
-    assert result.exit_code == 1 and "tracker train" in result.output
+    # The advice names the user's database, ready to paste, not a placeholder.
+    assert result.exit_code == 1 and f"run: tracker train {db_path}" in result.output
 
 
 def test_classify_tags_and_is_idempotent(db_path, taxonomy, labels, records):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -357,7 +358,7 @@ ENTITY_BOMB = b"""<?xml version="1.0"?>
 @pytest.mark.parametrize(
     "content, message",
     [
-        (lambda: (API / "arxivpy_q_testing_s0_m10_bc5a6c384fe9.xml").read_bytes()[:3000], "malformed XML"),
+        (lambda: (API / "arxivpy_q_testing_s0_m10_bc5a6c384fe9.xml").read_bytes()[:3000], "malformed XML at line 33, column 6: "),
         (lambda: b"<html><body>Service unavailable</body></html>", "neither an arXiv API page"),
         (lambda: b"this is not xml at all", "malformed XML"),
         (lambda: ENTITY_BOMB, "refusing XML that declares entities"),
@@ -382,6 +383,8 @@ def test_bad_load_file_is_one_line_error_and_database_unchanged(tmp_path, conten
     )
     assert result.exit_code != 0
     assert message in result.stderr and result.stderr.count("\n") == 1
+    # the place is said once, up front ("at line 38, column 10: ..."), not repeated by libxml2 at the end
+    assert not re.search(r", line \d+, column \d+$", result.stderr.strip())
     assert db_snapshot(db) == before
 
 
@@ -426,5 +429,6 @@ def test_verbose_logs_each_request_and_summary_line(tmp_path, mirror, march_2024
     mirror.add(march_2024[:10])
     result = run(*sync_args(tmp_path / "t.db", mirror, *WINDOW, "-v"))
     assert result.stderr.count("tracker.fetch: GET http://127.0.0.1") == len(mirror.requests)
+    assert "Requesting page" not in result.stderr  # each request is logged once, not also by the arxiv package
     (line,) = result.stdout.strip().splitlines()
     assert line.startswith("sync ok: 10 new, 0 updated, 0 unchanged; 1 requests;") and line.endswith(" s")

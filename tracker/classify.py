@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import platform
 import re
+import shlex
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -639,18 +640,24 @@ def _model_from_obj(obj: dict[str, Any]) -> Model:
     )
 
 
-def load_model(model_path: Path, meta_path: Path) -> tuple[Model, dict[str, Any]]:
-    """Load a model this machine trained; refuse one from another scikit-learn version or a tampered file."""
+def load_model(
+    model_path: Path, meta_path: Path, db_path: Path | None = None
+) -> tuple[Model, dict[str, Any]]:
+    """Load a model this machine trained; refuse one from another scikit-learn version or a tampered file.
+
+    :param db_path: the database the model belongs to, named in the "run: tracker train ..." advice
+    """
+    retrain = f"run: tracker train {shlex.quote(str(db_path)) if db_path else 'DB_PATH'}"
     if not model_path.exists() or not meta_path.exists():
-        raise ModelError(f"{model_path}: no model yet; run: tracker train DB_PATH")
+        raise ModelError(f"{model_path}: no model yet; {retrain}")
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError:
-        raise ModelError(f"{meta_path}: sidecar is not valid JSON; run: tracker train DB_PATH") from None
+        raise ModelError(f"{meta_path}: sidecar is not valid JSON; {retrain}") from None
     if meta.get("sklearn") != sklearn.__version__:
         raise ModelError(
             f"{model_path} was trained with scikit-learn {meta.get('sklearn')}, this is {sklearn.__version__}; "
-            "run: tracker train DB_PATH"
+            + retrain
         )
     raw = model_path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
@@ -658,7 +665,7 @@ def load_model(model_path: Path, meta_path: Path) -> tuple[Model, dict[str, Any]
     expected = meta.get("file_sha256")
     if (digest != expected) if expected else (digest[:12] != meta.get("model_id")):
         raise ModelError(
-            f"{model_path} does not match its sidecar {meta_path.name}; run: tracker train DB_PATH"
+            f"{model_path} does not match its sidecar {meta_path.name}; {retrain}"
         )
     untrusted = set(sio.get_untrusted_types(data=raw)) - set(TRUSTED_TYPES)
     if untrusted:
@@ -843,7 +850,7 @@ def run_classify(
         taxonomy, labels = load_rules(rules_dir())
         train_from_db(db, db_path, taxonomy, labels)
         trained = True
-    model, meta = load_model(model_path, meta_path)
+    model, meta = load_model(model_path, meta_path, db_path)
     model_id = meta["model_id"]
     manual = _manual_map(db)
     papers = tagged = 0
@@ -889,7 +896,7 @@ def explain(db: Database, db_path: Path, arxiv_id: str, terms: int = 6) -> Expla
     if arxiv_id not in texts:
         raise ModelError(f"{arxiv_id}: not in the database")
     title, abstract = texts[arxiv_id]
-    model, meta = load_model(*model_paths(db_path))
+    model, meta = load_model(*model_paths(db_path), db_path)
     text = paper_text(title, abstract)
     X = model.features([text])
     S = model.scores([text])[0]

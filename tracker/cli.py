@@ -43,6 +43,9 @@ def setup_logging(verbose: int) -> None:
     """-v: INFO (each request), -vv: DEBUG. Logs go to stderr with timestamps."""
     level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    # tracker.fetch logs every request it makes; the arxiv package's own "Requesting page" line for the same
+    # request would say it twice at -v, so that package speaks only at -vv.
+    logging.getLogger("arxiv").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -727,7 +730,8 @@ def export(db_path, fmt, tag, since, out):
             yield row
 
     write_output(render_chunks(fmt, counted(store.papers_for_export(db, tag, since)), taxonomy, tag), out)
-    click.echo(f"exported {exported[0]} papers as {fmt}" + (f" to {out}" if out else ""), err=True)
+    n = exported[0]
+    click.echo(f"exported {n} paper{'' if n == 1 else 's'} as {fmt}" + (f" to {out}" if out else ""), err=True)
 
 # == backfill ====================================================================================
 

@@ -7,6 +7,8 @@ outright (billion-laughs, external entities). A truncated or non-XML body is ref
 
 from __future__ import annotations
 
+import re
+
 from lxml import etree
 
 from tracker.errors import InputError
@@ -22,6 +24,9 @@ _PARSER_KW = {
 }
 
 
+_PLACE = re.compile(r",\s*line (?P<line>\d+), column (?P<column>\d+)\s*$")
+
+
 def check_xml(content: bytes, source: str) -> etree._Element:
     """Parse `content` strictly and return its root; raise InputError naming `source` otherwise."""
     if not content or not content.strip():
@@ -34,8 +39,13 @@ def check_xml(content: bytes, source: str) -> etree._Element:
     try:
         root = etree.fromstring(content, parser=parser)
     except etree.XMLSyntaxError as exc:
-        line = exc.lineno if exc.lineno is not None else "?"
-        raise InputError(f"{source}: malformed XML at line {line}: {exc.msg}") from None
+        # libxml2 ends its message with ", line N, column M": say the place once, up front.
+        place = _PLACE.search(exc.msg)
+        if place:
+            where, msg = f"line {place['line']}, column {place['column']}", exc.msg[: place.start()]
+        else:
+            where, msg = f"line {exc.lineno if exc.lineno is not None else '?'}", exc.msg
+        raise InputError(f"{source}: malformed XML at {where}: {msg}") from None
     if root is None:
         raise InputError(f"{source}: empty XML document")
     return root
