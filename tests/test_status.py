@@ -53,6 +53,25 @@ def run_status(db_path, now, *extra):
     return CliRunner().invoke(cli, ["status", str(db_path), "--now", now, *extra], catch_exceptions=False)
 
 
+def test_last_success_is_shown_per_source_so_a_stale_feed_is_visible(tmp_path):
+    db_path = make_week_db(tmp_path / "t.db", corpus_records(5), day="2026-11-18")
+    db = store.open_db(db_path)
+    feed = store.start_run(db, "rss", "cs.CV", None, None)
+    store.finish_run(db, feed, store.Counts(new=40, unchanged=7), 1, "ok")
+    add_run(db_path, "ok")  # later nights: the API window works ...
+    failed = store.start_run(db, "rss", "cs.CV", None, None)  # ... while the feed fails
+    store.finish_run(db, failed, store.Counts(), 1, "failed", "feed: HTTP 503")
+    followup = store.start_run(db, "api", "id_list (7 ids)", None, None)
+    store.finish_run(db, followup, store.Counts(updated=7), 1, "ok")
+    out = run_status(db_path, "2026-11-18T15:00:00+00:00").output
+    lines = out.splitlines()
+    start = lines.index("last successful sync, by source:")
+    assert lines[start + 1].startswith("  rss: ") and lines[start + 1].endswith("(ok; 40 new, 0 updated, 7 unchanged)")
+    assert lines[start + 2].startswith("  api: ") and lines[start + 2].endswith("(ok; 3 new, 0 updated, 0 unchanged)")
+    assert not lines[start + 3].startswith("  ")  # the id_list follow-up is not a source of its own
+    assert "last failure: " in out and "feed: HTTP 503" in out
+
+
 def test_healthy_database_exits_zero_and_reports(tmp_path):
     db_path = make_week_db(tmp_path / "t.db", corpus_records(5), day="2026-11-18")
     add_run(db_path, "ok")

@@ -610,7 +610,8 @@ def collect_status(db, now, max_missed):
     failures = [r for r in store.recent_digests(db) if r["state"] == "failed"]
     return status.Status(now, runs["last"], runs["last_ok"], runs["last_failed"], runs["running"], per_day, newest,
                          newest_source, status.expected_announcement(now, max_missed), due,
-                         digest.last_complete_week(due.date()).label, last_week, pending, failures)  # fmt: skip
+                         digest.last_complete_week(due.date()).label, last_week, pending, failures,
+                         store.last_ok_by_source(db))  # fmt: skip
 
 
 @cli.command()

@@ -86,6 +86,7 @@ class Status:
     last_week: str
     last_week_pending: list[str]  # subscribers who have not had the last complete week yet
     digest_failures: list[dict[str, Any]] = field(default_factory=list)
+    last_ok_sources: list[dict[str, Any]] = field(default_factory=list)  # newest success of each source
 
     @property
     def problems(self) -> list[str]:
@@ -118,16 +119,20 @@ def render_status(status: Status) -> str:
     """The human report `tracker status` prints."""
     lines = [f"tracker status at {status.now.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"]
 
-    def run_line(label: str, run: dict[str, Any] | None) -> None:
+    def run_line(label: str, run: dict[str, Any] | None, named: bool = True) -> None:
         if run is None:
             lines.append(f"{label}: never")
             return
         counts = f"{run['new']} new, {run['updated']} updated, {run['unchanged']} unchanged"
-        lines.append(
-            f"{label}: {run['finished'] or run['started']} ({run['source']}, {run['status']}; {counts})"
-        )
+        source = f"{run['source']}, " if named else ""
+        lines.append(f"{label}: {run['finished'] or run['started']} ({source}{run['status']}; {counts})")
 
-    run_line("last successful sync", status.last_ok)
+    if len(status.last_ok_sources) > 1:  # api window and feed: each may have its own story
+        lines.append("last successful sync, by source:")
+        for run in status.last_ok_sources:
+            run_line(f"  {run['source']}", run, named=False)
+    else:
+        run_line("last successful sync", status.last_ok)
     if status.last_failed:
         lines.append(
             f"last failure: {status.last_failed['finished'] or status.last_failed['started']}: "

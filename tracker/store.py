@@ -534,12 +534,28 @@ def sync_run_summary(db: Database) -> dict[str, dict[str, Any] | None]:
 
     return {
         "last": one("WHERE status != 'running'"),
-        # The follow-up that completes feed-only papers by id_list ends each sync, but "0 new, 617 updated"
-        # says nothing about what the night brought: the window or feed run does.
-        "last_ok": one("WHERE status IN ('ok', 'empty') AND query NOT LIKE 'id\\_list%' ESCAPE '\\'"),
+        "last_ok": one(f"WHERE {_SUCCESS}"),
         "last_failed": one("WHERE status = 'failed'"),
         "running": one("WHERE status = 'running'"),
     }
+
+
+# The follow-up that completes feed-only papers by id_list ends each sync, but "0 new, 617 updated" says
+# nothing about what the night brought: the window and feed runs do.
+_SUCCESS = "status IN ('ok', 'empty') AND query NOT LIKE 'id\\_list%' ESCAPE '\\'"
+
+
+def last_ok_by_source(db: Database) -> list[dict[str, Any]]:
+    """The newest successful run of each source (api window, rss feed, load, oai), oldest first.
+
+    One sync writes an API window run and a feed run; the newest row alone would hide the other (and a
+    feed that has failed for a week behind a working API)."""
+    rows = db.query(
+        f"SELECT * FROM sync_runs WHERE id IN (SELECT (SELECT id FROM sync_runs r WHERE r.source = s.source "
+        f"AND {_SUCCESS} ORDER BY started DESC, id DESC LIMIT 1) FROM (SELECT DISTINCT source FROM sync_runs) s) "
+        "ORDER BY started, id"
+    )
+    return list(rows)
 
 
 # -- backfill ----------------------------------------------------------------------------------
