@@ -176,6 +176,24 @@ def test_recorded_error_feed_400_is_one_line_and_changes_nothing(tmp_path, mirro
     assert db_snapshot(db) == before
 
 
+def test_a_well_formed_page_that_is_not_atom_fails_and_keeps_the_watermark(tmp_path, mirror, march_2024):
+    """An error page sent with HTTP 200 parses as XML but is no result page: it must not pass for an empty
+    night, or the watermark moves past a window that was never read."""
+    mirror.add(march_2024[:30])
+    db = tmp_path / "t.db"
+    assert run(*sync_args(db, mirror, *WINDOW)).exit_code == 0
+    before = db_snapshot(db)
+    watermark = q(db, "SELECT * FROM sync_state")
+    page = b'<html xmlns="http://www.w3.org/1999/xhtml"><body><p>503 Service Unavailable</p></body></html>'
+    mirror.faults.extend(Fault(status=200, body=page, path="/api") for _ in range(10))
+    result = run(*sync_args(db, mirror, "--no-feed"))
+    assert result.exit_code == 1
+    assert "not an arXiv API page (its root element is <html>)" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert q(db, "SELECT * FROM sync_state") == watermark and db_snapshot(db) == before
+    assert q(db, "SELECT status FROM sync_runs ORDER BY id DESC LIMIT 1") == [("failed",)]
+
+
 def test_recorded_empty_result_is_a_successful_empty_run(tmp_path, mirror):
     mirror.faults.append(
         Fault(status=200, body=(API / "arxivpy_id_0000.0000_s0_m100_8b51d9633a68.xml").read_bytes())

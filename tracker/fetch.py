@@ -20,10 +20,11 @@ from typing import Any
 
 import arxiv
 import requests
+from lxml import etree
 
 from tracker.config import USER_AGENT_BASE
 from tracker.errors import FetchError, InputError
-from tracker.parse import api_error_message
+from tracker.parse import ATOM, OPENSEARCH, api_error_message
 from tracker.xmlsafe import check_xml
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ class PoliteSession(requests.Session):
         self.sleep = sleep
         self.requests_made = 0
         self._last: float | None = None
+        # URL prefix -> check of the parsed root. A well-formed page that is not what the URL serves (an HTML
+        # error page sent with HTTP 200, say) must not pass for an empty result and move the watermark.
+        self.expect: dict[str, Callable[[etree._Element], str | None]] = {}
         # One connection, kept alive: arXiv asks clients not to open several at once.
         adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
         self.mount("http://", adapter)
@@ -102,11 +106,14 @@ class PoliteSession(requests.Session):
                     raise FetchError(f"{url_text}: HTTP {resp.status_code}{_error_detail(resp)}")
                 else:
                     try:
-                        check_xml(resp.content, url_text)
+                        root = check_xml(resp.content, url_text)
                     except InputError as exc:
                         problem = str(exc).replace(url_text + ": ", "")
                     else:
-                        return resp
+                        checks = [c for prefix, c in self.expect.items() if url_text.startswith(prefix)]
+                        problem = next((p for c in checks if (p := c(root))), "")
+                        if not problem:
+                            return resp
             self._last = time.monotonic()
             wait = max(self.delay, self.backoff * (2**attempt))
             if attempt < self.retries:
@@ -152,7 +159,17 @@ def make_client(session: PoliteSession, api_url: str, page_size: int) -> arxiv.C
     # The session does the spacing and retries; the client keeps its own retry only for empty pages.
     client._session = session
     client.query_url_format = api_url + "?{}"
+    session.expect[api_url + "?"] = _api_page_problem
     return client
+
+
+def _api_page_problem(root: etree._Element) -> str | None:
+    """Why `root` is not an arXiv API result page (an Atom feed with opensearch:totalResults), or None."""
+    if root.tag != f"{ATOM}feed":
+        return f"not an arXiv API page (its root element is <{etree.QName(root).localname}>)"
+    if root.find(f"{OPENSEARCH}totalResults") is None:
+        return "not an arXiv API page (an Atom feed without opensearch:totalResults)"
+    return None
 
 
 def fetch_results(client: arxiv.Client, search: arxiv.Search, offset: int = 0) -> Iterator[arxiv.Result]:
