@@ -9,6 +9,8 @@ import os
 import re
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import bibtexparser
@@ -194,3 +196,31 @@ def test_missing_database_is_not_created(tmp_path: Path) -> None:
     result = run("export", tmp_path / "nope.db")
     assert result.exit_code == 1 and "no such database" in result.stderr
     assert not (tmp_path / "nope.db").exists()
+
+
+def test_out_never_replaces_the_database_or_a_special_file(db_path: Path, tmp_path: Path) -> None:
+    before = query(db_path, "SELECT count(*), sum(length(tags)) FROM papers")
+    for target in (db_path, Path(f"{db_path}-wal")):
+        result = run("export", db_path, "--out", target)
+        assert result.exit_code == 2 and "that is the database" in result.stderr
+    link = tmp_path / "link.db"
+    link.symlink_to(db_path)  # the same file by another name
+    assert "that is the database" in run("export", db_path, "--out", link).stderr
+    assert query(db_path, "SELECT count(*), sum(length(tags)) FROM papers") == before
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # a pipe is written into, not replaced by a regular file
+    copy = tmp_path / "received.csv"
+    with open(copy, "wb") as sink:  # the reader drains the pipe into a file (a PIPE back to us could fill up)
+        reader = subprocess.Popen(["cat", str(fifo)], stdout=sink)
+        assert run("export", db_path, "--format", "csv", "--out", fifo).exit_code == 0
+        reader.wait(timeout=60)
+    received = copy.read_text()
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and received.startswith("arxiv_id,")
+
+
+def test_a_full_disk_behind_stdout_is_an_error_not_a_success(db_path: Path) -> None:
+    with open("/dev/full", "w") as full:
+        child = subprocess.run([sys.executable, "-m", "tracker", "export", str(db_path)], stdout=full,
+                               stderr=subprocess.PIPE, text=True, timeout=300, check=False)  # fmt: skip
+    assert child.returncode == 1
+    assert child.stderr.strip() == "Error: No space left on device"

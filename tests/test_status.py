@@ -3,7 +3,9 @@ arXiv's Sunday-Thursday 20:00 US/Eastern calendar). A fixed clock throughout."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import date, datetime, timezone
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -135,3 +137,26 @@ def test_empty_database_is_a_problem(tmp_path):
 def test_missing_database_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(cli, ["status", str(tmp_path / "nope.db")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_another_programs_database_is_refused_and_left_untouched(tmp_path):
+    other = tmp_path / "notes.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.execute("INSERT INTO notes VALUES ('keep me')")
+    conn.commit()
+    conn.close()
+    before = other.read_bytes()
+    for args in (["status", str(other)], ["export", str(other)], ["label", str(other), "2401.00001", "MIT"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code != 0 and "notes.db: not a tracker database" in result.output
+    assert other.read_bytes() == before  # no tracker tables, no WAL switch
+    assert not Path(f"{other}-wal").exists()
+
+
+def test_a_file_that_cannot_be_written_is_a_one_line_error(tmp_path):
+    db_path = make_week_db(tmp_path / "t.db", corpus_records(5), day="2026-11-18")
+    result = CliRunner().invoke(cli, ["digest", str(db_path), "--week", "2026-W47",
+                                      "--out", str(tmp_path / "no-such-folder" / "d.html")])  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0 and "No such file or directory" in result.output

@@ -5,7 +5,9 @@ Every `TrackerError` becomes a one-line `Error: ...` on stderr and a non-zero ex
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from functools import wraps
@@ -23,18 +25,32 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn TrackerError (and a few OS-level failures) into one line on stderr and the error's exit code."""
+    """Turn TrackerError, OSError and sqlite3.Error into one line on stderr and a non-zero exit code."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            sys.stdout.flush()  # a full disk or closed pipe behind `> file` is an error, not a success
+            return result
         except TrackerError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("Error: interrupted; what was stored so far is kept, rerun to continue", err=True)
             sys.exit(130)
+        except OSError as exc:  # a file or folder the user named cannot be read or written
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"Error: {where}{exc.strerror or exc}", err=True)
+            try:
+                sys.stdout.flush()
+            except OSError:  # stdout itself failed: close it so Python's exit does not report it again
+                with contextlib.suppress(OSError):
+                    sys.stdout.close()
+            sys.exit(1)
+        except sqlite3.Error as exc:  # e.g. a read-only database file; the transaction was rolled back
+            click.echo(f"Error: database: {exc}; nothing was changed by this command", err=True)
+            sys.exit(1)
 
     return wrapper
 
@@ -717,6 +733,7 @@ def export(db_path, fmt, tag, since, out):
         tracker export papers.db --format csv --tag hallucination
     """
     from tracker import store
+    from tracker.config import lock_path, model_paths
     from tracker.export import check_since, check_tag, load_taxonomy_if_any, render_chunks, write_output
 
     taxonomy = load_taxonomy_if_any()
@@ -730,7 +747,8 @@ def export(db_path, fmt, tag, since, out):
             exported[0] += fmt != "markdown" or bool(row["tags"])  # the awesome list shows tagged papers only
             yield row
 
-    write_output(render_chunks(fmt, counted(store.papers_for_export(db, tag, since)), taxonomy, tag), out)
+    companions = [db_path, f"{db_path}-wal", f"{db_path}-shm", lock_path(db_path), *model_paths(db_path)]
+    write_output(render_chunks(fmt, counted(store.papers_for_export(db, tag, since)), taxonomy, tag), out, companions)
     n = exported[0]
     click.echo(f"exported {n} paper{'' if n == 1 else 's'} as {fmt}" + (f" to {out}" if out else ""), err=True)
 

@@ -54,16 +54,32 @@ def load_taxonomy_if_any() -> Taxonomy | None:
     return load_taxonomy(path) if path.is_file() else None
 
 
-def write_output(chunks: Iterable[str], out: str | None) -> None:
-    """Print the chunks, or write them to `out` through a temporary file, so a failed export never leaves half a file."""
+def write_output(chunks: Iterable[str], out: str | None, protect: Sequence[str | Path] = ()) -> None:
+    """Print the chunks, or write them to `out` through a temporary file, so a failed export never leaves half a file.
+
+    :param protect: files `out` must never replace (the database and its companions)
+    """
     if out is None:
         for chunk in chunks:
             sys.stdout.write(chunk)
         return
-    target = Path(out)
+    target = Path(out).resolve()  # through a symlink: write the file it points to, keep the link
+    if any(target == Path(p).resolve() for p in protect):
+        raise ConfigError(f"--out {out}: that is the database (or one of its files); choose another name")
+    if target.exists() and not target.is_file():
+        if target.is_dir():
+            raise ConfigError(f"--out {out}: is a folder")
+        # A FIFO or a device (/dev/stdout): write into it; renaming a temp file over it would replace it.
+        with open(target, "w", encoding="utf-8", newline="") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        return
     if not target.parent.is_dir():
         raise ConfigError(f"--out {out}: folder {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write in {target.parent}: {exc.strerror}") from None
     try:
         # mkstemp makes the file private (0600). Replacing a file keeps that file's mode; a new export is an
         # ordinary file and gets what the user's umask gives any new file (0644 under the usual 022).

@@ -47,6 +47,12 @@ def open_db(path: str | Path, *, migrate: bool = True) -> Database:
     try:
         db = Database(path)
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # Checked before anything writes (WAL mode, migrations): never turn another program's database into
+        # a tracker one by pointing a command at it by mistake.
+        tables = db.table_names()
+        if tables and "_sqlite_migrations" not in tables:
+            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise TrackerError(f"{path}: not a tracker database (it holds other tables: {shown}); left untouched")
         db.enable_wal()
         # NORMAL is safe in WAL mode: a crash can lose the last commit, never corrupt the file.
         db.execute("PRAGMA synchronous = NORMAL")
