@@ -178,6 +178,26 @@ def test_bad_resumption_token_forever_fails_with_one_line_and_keeps_earlier_wind
     assert query(db, "SELECT status FROM sync_runs") == [("failed",)]
 
 
+def test_a_server_repeating_a_resumption_token_is_stopped_not_followed_for_ever(tmp_path: Path) -> None:
+    db = tmp_path / "papers.db"
+    with OaiServer({"arXiv": RECORDS}, page_size=2) as oai:
+        original = oai._answer
+
+        def first_page_again(q: dict[str, str]) -> bytes:
+            if "resumptionToken" in q:  # answer every continuation with the window's first page (and token)
+                _, prefix, set_spec, from_, until, _ = q["resumptionToken"].split("|")
+                q = {"verb": "ListRecords", "metadataPrefix": prefix, "set": set_spec, "from": from_, "until": until}
+            return original(q)
+
+        oai._answer = first_page_again  # type: ignore[method-assign]
+        result = run(*backfill_args(db, oai, "2016-03-01", "2016-03-31"))
+        requests = len(oai.requests)
+    assert result.exit_code == 1 and requests == 2
+    assert "returned resumptionToken" in result.stderr and "a second time" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert len(paper_ids(db)) == 2  # the first page was stored once and kept
+
+
 def test_killed_backfill_resumes_at_the_saved_token_without_duplicates(tmp_path: Path) -> None:
     db = tmp_path / "papers.db"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

@@ -174,6 +174,7 @@ def _harvest_window(
     window_from, window_until = windows[index]
     label = f"{window_from}..{window_until}"
     restarts = 0
+    seen: set[str] = set()  # tokens this window already followed
     while True:
         source = f"{opts.oai_url} window {label}" + (" (resumed page)" if token else "")
         try:
@@ -198,6 +199,14 @@ def _harvest_window(
             report.restarts += 1
             log.warning("%s; restarting window %s", exc, label)
             continue
+        if page.token and page.token in seen:
+            # A server that hands back a token it gave before would have us loop for ever.
+            raise FetchError(
+                f"{source}: the server returned resumptionToken {page.token!r} a second time; stopping "
+                "(what was stored is kept; rerun to continue from the saved page)"
+            )
+        if page.token:
+            seen.add(page.token)
         report.records += page.records
         report.deleted += page.deleted
         report.kept += len(page.rows)
