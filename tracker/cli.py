@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
@@ -22,6 +23,18 @@ from tracker import __version__
 from tracker.errors import ConfigError, TrackerError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+class Seconds(click.FloatRange):
+    """A bounded number of seconds. FloatRange alone lets `nan` through (it compares false with both bounds)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return number
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -110,15 +123,15 @@ def stderr_progress() -> Callable[[str], None]:
 @click.option("--api-url", default="https://export.arxiv.org/api/query", show_default=True, help="API query endpoint")
 @click.option("--rss-url", default="https://rss.arxiv.org/rss", show_default=True, help="Announcement feed base URL")
 @click.option("--no-feed", is_flag=True, help="Skip the announcement feed (API windows only)")
-@click.option("--delay", type=click.FloatRange(min=0), default=3.0, show_default=True, help="Seconds between requests")
+@click.option("--delay", type=Seconds(min=0, max=86400), default=3.0, show_default=True, help="Seconds between requests")
 @click.option("--page-size", type=click.IntRange(1, 2000), default=100, show_default=True, help="Results per API request")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds per request")
+@click.option("--timeout", type=Seconds(min=0.1, max=86400), default=30.0, show_default=True, help="Seconds per request")
 @click.option("--retries", type=click.IntRange(0, 10), default=4, show_default=True, help="Retries per request")
-@click.option("--backoff", type=click.FloatRange(min=0), default=5.0, show_default=True, help="First retry wait in seconds, doubled each retry (a server's Retry-After wins)")
+@click.option("--backoff", type=Seconds(min=0, max=86400), default=5.0, show_default=True, help="First retry wait in seconds, doubled each retry (a server's Retry-After wins)")
 @click.option("--load", "load", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Ingest a saved Atom page or feed instead of the network (repeatable)")
 @click.option("--all", "full", is_flag=True, help="Read whole windows, never stopping early at known papers")
 @click.option("--no-classify", is_flag=True, help="Do not tag the new papers")
-@click.option("--wait", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait for another writer's lock")
+@click.option("--wait", type=Seconds(min=0, max=86400), default=0.0, help="Seconds to wait for another writer's lock")
 @click.option("-v", "--verbose", count=True, help="Log each request (-vv for debug)")
 @handle_errors
 def sync(db_path, categories, since, until, api_url, rss_url, no_feed, delay, page_size, timeout, retries, backoff, load, full, no_classify, wait, verbose):
@@ -513,7 +526,7 @@ def deliver_digests(db, source, recipients, smtp, resend, skip_empty):
 @click.option("--resend", is_flag=True, help="Send again even if this window already reached the recipient")
 @click.option("--skip-empty", is_flag=True, help="Send nothing (rather than a short note) when nothing is new")
 @click.option("--max-per-tag", type=click.IntRange(1, 1000), default=20, show_default=True, help="Papers listed per tag")
-@click.option("--wait", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait for another writer's lock")
+@click.option("--wait", type=Seconds(min=0, max=86400), default=0.0, help="Seconds to wait for another writer's lock")
 @click.option("--now", hidden=True, help="Pretend it is this ISO date-time (reproducible output)")
 @handle_errors
 def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, security, smtp_user, sender, resend,
@@ -568,7 +581,7 @@ def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, sec
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.argument("email")
 @click.option("--tag", "tags", multiple=True, help="Only this tag (repeatable); default: every tag")
-@click.option("--wait", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait for another writer's lock")
+@click.option("--wait", type=Seconds(min=0, max=86400), default=0.0, help="Seconds to wait for another writer's lock")
 @handle_errors
 def subscribe(db_path, email, tags, wait):
     """Subscribe EMAIL to the weekly digest (all tags, or those given); rerun to change the tags.
@@ -591,7 +604,7 @@ def subscribe(db_path, email, tags, wait):
 @cli.command()
 @click.argument("db_path", type=click.Path(dir_okay=False, exists=True))
 @click.argument("email")
-@click.option("--wait", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait for another writer's lock")
+@click.option("--wait", type=Seconds(min=0, max=86400), default=0.0, help="Seconds to wait for another writer's lock")
 @handle_errors
 def unsubscribe(db_path, email, wait):
     """Stop sending the weekly digest to EMAIL (what it was sent stays recorded).
@@ -763,10 +776,10 @@ def export(db_path, fmt, tag, since, out):
 @click.option("--category", "categories", multiple=True, help="Keep papers in this category (repeatable); default: rules/queries.yml")
 @click.option("--oai-url", default="https://oaipmh.arxiv.org/oai", show_default=True, help="OAI-PMH base URL")
 @click.option("--metadata-prefix", "prefix", type=click.Choice(["arXiv", "arXivRaw"]), default="arXiv", show_default=True, help="arXivRaw adds every version's number and date")
-@click.option("--delay", type=click.FloatRange(min=0), default=3.0, show_default=True, help="Seconds between requests")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=180.0, show_default=True, help="Seconds per request")
+@click.option("--delay", type=Seconds(min=0, max=86400), default=3.0, show_default=True, help="Seconds between requests")
+@click.option("--timeout", type=Seconds(min=0.1, max=86400), default=180.0, show_default=True, help="Seconds per request")
 @click.option("--no-classify", is_flag=True, help="Do not tag the harvested papers")
-@click.option("--wait", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait for another writer's lock")
+@click.option("--wait", type=Seconds(min=0, max=86400), default=0.0, help="Seconds to wait for another writer's lock")
 @click.option("-v", "--verbose", count=True, help="Log each request (-vv for debug)")
 @handle_errors
 def backfill(db_path, from_, until, set_spec, categories, oai_url, prefix, delay, timeout, no_classify, wait, verbose):
