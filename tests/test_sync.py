@@ -380,6 +380,10 @@ ENTITY_BOMB = b"""<?xml version="1.0"?>
         (lambda: b"<html><body>Service unavailable</body></html>", "neither an arXiv API page"),
         (lambda: b"this is not xml at all", "malformed XML"),
         (lambda: ENTITY_BOMB, "refusing XML that declares entities"),
+        (lambda: (API / "arxivpy_q_testing_s0_m10_bc5a6c384fe9.xml").read_bytes().replace(
+            b"/abs/2405.13786v1<", b"/abs/garbage<"), "record id 'http://arxiv.org/abs/garbage' is not an arXiv"),
+        (lambda: (API / "arxivpy_q_testing_s0_m10_bc5a6c384fe9.xml").read_bytes().replace(
+            b"/abs/2405.13786v1<", b"/abs/2405.13786v99999999999999999999<"), "is not an arXiv identifier"),
     ],
 )
 def test_bad_load_file_is_one_line_error_and_database_unchanged(tmp_path, content, message):

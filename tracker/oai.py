@@ -21,7 +21,7 @@ from lxml import etree
 
 from tracker.config import USER_AGENT_BASE
 from tracker.errors import FetchError, InputError
-from tracker.parse import PaperRow, collapse, iso_utc, split_versioned_id
+from tracker.parse import PaperRow, check_id, collapse, iso_utc, split_versioned_id
 from tracker.xmlsafe import check_xml
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,7 @@ def split_raw_authors(text: str | None) -> list[str]:
 def _arxiv_row(meta: etree._Element) -> PaperRow:
     fields = _children(meta)
     arxiv_id, _ = split_versioned_id(_text(fields, "id") or "")
+    check_id(arxiv_id, _text(fields, "id") or "")
     authors: list[str] = []
     if "authors" in fields:
         for author in fields["authors"]:
@@ -202,6 +203,7 @@ def _arxiv_row(meta: etree._Element) -> PaperRow:
 def _raw_row(meta: etree._Element) -> tuple[PaperRow, list[tuple[str, int, str | None]]]:
     fields = _children(meta)
     arxiv_id, _ = split_versioned_id(_text(fields, "id") or "")
+    check_id(arxiv_id, _text(fields, "id") or "")
     versions: list[tuple[str, int, str | None]] = []
     for element in meta:
         if isinstance(element.tag, str) and _local(element) == "version":

@@ -27,7 +27,7 @@ OPENSEARCH = "{http://a9.com/-/spec/opensearch/1.1/}"
 # arXiv's "Understanding the arXiv identifier" (reference/arxiv-docs/arxiv_identifier.md).
 NEW_ID = re.compile(r"^\d{4}\.\d{4,5}$")
 OLD_ID = re.compile(r"^[a-z][a-z\-]*(\.[A-Z]{2})?/\d{7}$")
-VERSION_SUFFIX = re.compile(r"v(\d+)$")
+VERSION_SUFFIX = re.compile(r"v(\d{1,6})$")  # no paper has a million versions; more is garbage
 ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
 
 
@@ -99,6 +99,12 @@ def is_arxiv_id(arxiv_id: str) -> bool:
     return bool(NEW_ID.match(arxiv_id) or OLD_ID.match(arxiv_id))
 
 
+def check_id(arxiv_id: str, raw: str) -> None:
+    """Refuse a record whose id is not an arXiv identifier: it would be stored, labelled and exported as one."""
+    if not is_arxiv_id(arxiv_id):
+        raise InputError(f"record id {raw!r} is not an arXiv identifier (like 2401.00001v2 or hep-th/9901001)")
+
+
 def iso_utc(value: datetime | None) -> str | None:
     """Aware datetime -> '2024-01-01T09:39:57+00:00' (UTC), None passes through."""
     if value is None:
@@ -123,6 +129,7 @@ def _parse_ts(text: str | None) -> str | None:
 def paper_from_result(result: Any) -> PaperRow:
     """An `arxiv.Result` -> PaperRow."""
     arxiv_id, version = split_versioned_id(result.entry_id)
+    check_id(arxiv_id, result.entry_id)
     return {
         "arxiv_id": arxiv_id,
         "version": version or 1,
@@ -183,6 +190,7 @@ def _entry_row(entry: etree._Element) -> PaperRow | None:
     if not raw_id or "/api/errors" in raw_id:
         return None
     arxiv_id, version = split_versioned_id(raw_id)
+    check_id(arxiv_id, raw_id)
     return {
         "arxiv_id": arxiv_id,
         "version": version or 1,
