@@ -240,6 +240,11 @@ def test_cli_errors_are_one_line_and_non_zero(db_path, taxonomy, labels, records
     assert unknown.exit_code == 1 and "not in the database" in unknown.output
     db = store.open_db(db_path)
     assert db.conn.execute("SELECT count(*) FROM manual_labels").fetchone()[0] == 0
+    tiny = db_path.parent / "tiny.csv"  # one label: no tag has enough papers to cross-validate
+    tiny.write_text("arxiv_id,tags\n2103.00020,contrastive\n")
+    few = runner.invoke(cli, ["evaluate", str(db_path), "--labels", str(tiny)])
+    assert few.exit_code == 1 and "nothing to evaluate: no tag has" in few.output
+    assert len(few.output.strip().splitlines()) == 1
 
 
 def test_evaluate_reports_product_and_baselines(taxonomy, labels, records):

@@ -166,6 +166,8 @@ def test_golden_text_under_fixed_clock(tmp_path):
     [
         (["--week", "2026-W60"], "has no week 60"),
         (["--week", "next"], "expected an ISO week"),
+        (["--week", "0001-W01"], "outside arXiv's years"),
+        (["--since", "0001-01-01", "--until", "0001-02-01"], "outside arXiv's years"),
         (["--since", "2026-11-31", "--until", "2026-12-02"], "--since '2026-11-31': expected a date"),
         (["--until", "2026-11-16"], "--until needs --since"),
         (["--since", "2026-02-30"], "--since '2026-02-30': expected a date"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -260,6 +261,34 @@ def test_auth_writes_a_600_file_with_hidden_password(tmp_path):
     assert data["smtp_password"] == PASSWORD and data["smtp_from"] == "me@example.org"
     assert "Do not share" in data["// Note"]
     assert PASSWORD not in result.output
+
+
+@pytest.mark.parametrize(
+    "content, mode, message",
+    [
+        (b'{"smtp_host": "127.0.0.1"}', 0o644, "lets others read it; run: chmod 600"),
+        (b"{not json", 0o600, "not valid JSON (line 1)"),
+        (b'["smtp_host"]', 0o600, "expected a JSON object"),
+        (b'{"smtp_host": "\xff\xfe"}', 0o600, "not UTF-8 text"),
+        (b'{"smtp_host": "127.0.0.1", "smtp_from": "a@example.org", "smtp_timeout": "-5"}', 0o600,
+         "smtp_timeout '-5': expected seconds between 0 and 3600"),
+        (b'{"smtp_host": "127.0.0.1", "smtp_from": "a@example.org", "smtp_timeout": "nan"}', 0o600,
+         "smtp_timeout 'nan': expected seconds"),
+        (None, 0o700, "not a file"),
+    ],
+)
+def test_bad_auth_file_is_one_line_error_and_nothing_is_sent(week_db, tmp_path, content, mode, message):
+    db_path, _ = week_db
+    auth = tmp_path / "auth.json"
+    if content is None:
+        auth.mkdir()
+    else:
+        auth.write_bytes(content)
+    os.chmod(auth, mode)
+    result = CliRunner().invoke(cli, ["digest", str(db_path), "--week", "2026-W47", "--send", "--to", "a@example.org"])
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM digests").fetchone()[0] == 0
 
 
 @pytest.fixture

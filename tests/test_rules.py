@@ -9,6 +9,7 @@ import pytest
 
 from tracker.config import REPO_DIR
 from tracker.errors import ConfigError
+from tracker.queries import load_queries
 from tracker.rules import load_labels, load_taxonomy
 
 BAD = Path(__file__).parent / "fixtures" / "classify" / "bad"
@@ -111,3 +112,28 @@ def test_good_small_files_load():
     assert taxonomy.resolve("mit").slug == "MIT"
     with pytest.raises(ConfigError, match="unknown tag 'nope'"):
         taxonomy.resolve("nope")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("categories: [cs.CV]\noverlap_days: -1\n", "overlap_days -1 must be between 0 and 30"),
+        ("categories: [cs.CV]\noverlap_days: .nan\n", "overlap_days nan must be between 0 and 30"),
+        ("categories: [cs.CV]\ninitial_days: 99999999\n", "initial_days 1e+08 must be between 0 and 366"),
+        ("categories: [cs.CV]\ninitial_days: two\n", "must be numbers"),
+        ("categories: [cs.CV\n", "line 2: invalid YAML"),
+        ("categories: [cs.VC]\n", "unknown arXiv category 'cs.VC'"),
+        ("categories: [cs.CV]\nwindow: 3\n", "unknown key 'window'"),
+    ],
+)
+def test_bad_queries_file_is_refused_naming_the_file(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "queries.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)) as err:
+        load_queries(path)
+    assert str(err.value).startswith(str(path))
+
+
+def test_the_shipped_queries_file_loads() -> None:
+    queries = load_queries(REPO_DIR / "rules" / "queries.yml")
+    assert "cs.CV" in queries.categories and 0 <= queries.overlap_days <= 30

@@ -652,8 +652,10 @@ def load_model(
         raise ModelError(f"{model_path}: no model yet; {retrain}")
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise ModelError(f"{meta_path}: sidecar is not valid JSON; {retrain}") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{meta_path}: sidecar is not a JSON object; {retrain}")
     if meta.get("sklearn") != sklearn.__version__:
         raise ModelError(
             f"{model_path} was trained with scikit-learn {meta.get('sklearn')}, this is {sklearn.__version__}; "
@@ -967,6 +969,10 @@ def evaluate(
     started = time.monotonic()
     rules = RuleSet.from_taxonomy(taxonomy)
     tags = model_tags_for(taxonomy, data)
+    if not tags:
+        raise ModelError(
+            f"nothing to evaluate: no tag has {MIN_POSITIVES} labelled papers with an abstract in these labels"
+        )
     Y = data.matrix(tags)
     texts = np.asarray(data.texts, dtype=object)
     product = np.zeros(Y.shape, dtype=bool)

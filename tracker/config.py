@@ -62,11 +62,15 @@ def load_auth(path: Path | None = None) -> dict[str, str]:
     path = path or auth_path()
     if not path.exists():
         return {}
+    if not path.is_file():
+        raise ConfigError(f"{path}: not a file (auth.json holds the SMTP settings)")
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise ConfigError(f"{path}: mode {mode:o} lets others read it; run: chmod 600 {path}")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
     if not isinstance(data, dict):

@@ -29,6 +29,9 @@ REVISION_TYPES = ("replace", "replace-cross")
 # -- windows -----------------------------------------------------------------------------------
 
 
+ARXIV_BEGAN = date(1991, 8, 1)
+
+
 @dataclass(frozen=True)
 class Window:
     """An inclusive range of days; `label` names it in the digests table (an ISO week when it is one)."""
@@ -53,9 +56,17 @@ def parse_week(text: str) -> Window:
     if not match:
         raise ConfigError(f"--week {text!r}: expected an ISO week like 2026-W47")
     try:
-        return week_window(int(match.group(1)), int(match.group(2)))
+        window = week_window(int(match.group(1)), int(match.group(2)))
     except ValueError:
         raise ConfigError(f"--week {text!r}: year {match.group(1)} has no week {match.group(2)}") from None
+    return _in_arxiv_era(window, f"--week {text!r}")
+
+
+def _in_arxiv_era(window: Window, what: str) -> Window:
+    # arXiv began in 1991; the trend chart also looks back twelve weeks, which overflows date.min near year 1.
+    if window.since < ARXIV_BEGAN or window.until.year > 9000:
+        raise ConfigError(f"{what}: outside arXiv's years (it began in August 1991)")
+    return window
 
 
 def parse_day(text: str, option: str) -> date:
@@ -72,8 +83,8 @@ def window_between(since: str, until: str) -> Window:
         raise ConfigError(f"--until {until} is before --since {since}")
     iso = start.isocalendar()
     if iso[2] == 1 and end - start == timedelta(days=6):
-        return week_window(iso[0], iso[1])
-    return Window(f"{start.isoformat()}..{end.isoformat()}", start, end)
+        return _in_arxiv_era(week_window(iso[0], iso[1]), f"--since {since}")
+    return _in_arxiv_era(Window(f"{start.isoformat()}..{end.isoformat()}", start, end), f"--since {since}")
 
 
 def last_complete_week(today: date) -> Window:

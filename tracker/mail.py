@@ -77,6 +77,8 @@ def smtp_settings(
         timeout = float(timeout_text)
     except ValueError:
         raise ConfigError(f"smtp_timeout {timeout_text!r} is not a number of seconds") from None
+    if not 0 < timeout <= 3600:  # also refuses nan
+        raise ConfigError(f"smtp_timeout {timeout_text!r}: expected seconds between 0 and 3600")
     resolved_user = setting("smtp_user", user, auth)
     from_address = setting("smtp_from", sender, auth) or resolved_user
     if not from_address:

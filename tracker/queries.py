@@ -84,4 +84,9 @@ def load_queries(path: Path | None = None) -> Queries:
         initial = float(data.get("initial_days", 3))
     except (TypeError, ValueError):
         raise ConfigError(f"{path}: overlap_days and initial_days must be numbers") from None
+    # Bounded (this also refuses nan): arXiv's API starts in 1991, and a negative overlap would leave gaps.
+    if not 0 <= overlap <= 30:
+        raise ConfigError(f"{path}: overlap_days {overlap:g} must be between 0 and 30")
+    if not 0 < initial <= 366:
+        raise ConfigError(f"{path}: initial_days {initial:g} must be between 0 and 366 (use backfill for more)")
     return Queries(check_categories(cats, str(path)), overlap, initial)
