@@ -134,11 +134,6 @@ def test_empty_database_is_a_problem(tmp_path):
     assert "no sync has run yet" in result.output and "the database holds no papers" in result.output
 
 
-def test_missing_database_is_a_one_line_error(tmp_path):
-    result = CliRunner().invoke(cli, ["status", str(tmp_path / "nope.db")])
-    assert result.exit_code == 2 and "does not exist" in result.output
-
-
 def test_another_programs_database_is_refused_and_left_untouched(tmp_path):
     other = tmp_path / "notes.db"
     conn = sqlite3.connect(other)
@@ -160,3 +155,16 @@ def test_a_file_that_cannot_be_written_is_a_one_line_error(tmp_path):
                                       "--out", str(tmp_path / "no-such-folder" / "d.html")])  # fmt: skip
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip().count("\n") == 0 and "No such file or directory" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["status"], ["train"], ["classify"], ["label", "2401.00001", "MIT"], ["explain", "2401.00001"],
+     ["digest", "--week", "2026-W47"], ["subscribe", "a@example.org"], ["unsubscribe", "a@example.org"]],
+)
+def test_a_mistyped_database_path_is_not_created(tmp_path, args):
+    missing = tmp_path / "typo.db"
+    result = CliRunner().invoke(cli, [args[0], str(missing), *args[1:]])
+    assert result.exit_code == 1 and "typo.db: no such database; create it with `tracker sync" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # no database, no model, no lock file

@@ -68,6 +68,15 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def existing(db_path: str) -> str:
+    """DB_PATH for commands that work on a database: only sync, backfill and demo create one."""
+    from pathlib import Path
+
+    if not Path(db_path).is_file():
+        raise TrackerError(f"{db_path}: no such database; create it with `tracker sync {db_path}` or `tracker demo {db_path}`")
+    return db_path
+
+
 def setup_logging(verbose: int) -> None:
     """-v: INFO (each request), -vv: DEBUG. Logs go to stderr with timestamps."""
     level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
@@ -273,6 +282,7 @@ def train(db_path):
     Example:
         tracker train papers.db
     """
+    existing(db_path)
     from tracker import classify, store
 
     taxonomy, labels = _rules_and_labels()
@@ -295,6 +305,7 @@ def classify(db_path, all_papers):
         tracker classify papers.db
         tracker classify papers.db --all
     """
+    existing(db_path)
     from tracker import classify as classifier
     from tracker import store
 
@@ -306,7 +317,7 @@ def classify(db_path, all_papers):
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("db_path", type=click.Path(dir_okay=False, exists=True))
+@click.argument("db_path", type=click.Path(dir_okay=False))
 @click.argument("arxiv_id")
 @click.argument("tag")
 @click.option("--remove", is_flag=True, help="Record that the paper does NOT carry TAG.")
@@ -319,6 +330,7 @@ def label(db_path, arxiv_id, tag, remove):
         tracker label papers.db 2304.08485 MIT
         tracker label papers.db 2304.08485 evaluation --remove
     """
+    existing(db_path)
     from tracker import store
     from tracker.errors import ConfigError as _ConfigError
 
@@ -333,7 +345,7 @@ def label(db_path, arxiv_id, tag, remove):
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("db_path", type=click.Path(dir_okay=False, exists=True))
+@click.argument("db_path", type=click.Path(dir_okay=False))
 @click.argument("arxiv_id")
 @handle_errors
 def explain(db_path, arxiv_id):
@@ -343,6 +355,7 @@ def explain(db_path, arxiv_id):
     Example:
         tracker explain papers.db 2304.08485
     """
+    existing(db_path)
     from tracker import classify, store
 
     db = store.open_db(db_path)
@@ -509,7 +522,7 @@ def deliver_digests(db, source, recipients, smtp, resend, skip_empty):
 
 
 @cli.command()
-@click.argument("db_path", type=click.Path(dir_okay=False, exists=True))
+@click.argument("db_path", type=click.Path(dir_okay=False))
 @click.option("--week", help="ISO week, e.g. 2026-W47 (default: the last complete week)")
 @click.option("--since", help="First day of a custom window, YYYY-MM-DD")
 @click.option("--until", help="Last day of a custom window, YYYY-MM-DD (inclusive)")
@@ -543,6 +556,7 @@ def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, sec
         tracker subscribe papers.db me@example.org --tag hallucination
         TRACKER_SMTP_PASSWORD=... tracker digest papers.db --send --smtp-host smtp.example.org --smtp-user me@example.org
     """
+    existing(db_path)
     from tracker import config, mail, store
     from tracker import digest as digest_mod
     from tracker.errors import MailError
@@ -591,6 +605,7 @@ def subscribe(db_path, email, tags, wait):
         tracker subscribe papers.db me@example.org
         tracker subscribe papers.db me@example.org --tag hallucination --tag evaluation
     """
+    existing(db_path)
     from tracker import mail, store
 
     email = mail.check_address(email)
@@ -602,7 +617,7 @@ def subscribe(db_path, email, tags, wait):
 
 
 @cli.command()
-@click.argument("db_path", type=click.Path(dir_okay=False, exists=True))
+@click.argument("db_path", type=click.Path(dir_okay=False))
 @click.argument("email")
 @click.option("--wait", type=Seconds(min=0, max=86400), default=0.0, help="Seconds to wait for another writer's lock")
 @handle_errors
@@ -613,6 +628,7 @@ def unsubscribe(db_path, email, wait):
     Example:
         tracker unsubscribe papers.db me@example.org
     """
+    existing(db_path)
     from tracker import store
 
     with store.writer_lock(db_path, wait):
@@ -644,7 +660,7 @@ def collect_status(db, now, max_missed):
 
 
 @cli.command()
-@click.argument("db_path", type=click.Path(dir_okay=False, exists=True))
+@click.argument("db_path", type=click.Path(dir_okay=False))
 @click.option("--max-missed", type=click.IntRange(0, 10), default=1, show_default=True,
               help="arXiv mailings that may be missing before the data counts as stale")  # fmt: skip
 @click.option("--now", hidden=True, help="Pretend it is this ISO date-time")
@@ -659,6 +675,7 @@ def status(db_path, max_missed, now):
     Example:
         tracker status papers.db
     """
+    existing(db_path)
     from tracker import store
     from tracker.status import render_status
 
