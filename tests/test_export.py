@@ -189,6 +189,7 @@ def test_bad_input_is_one_line_error(db_path: Path, args: list[str], message: st
     result = run("export", db_path, *args)
     assert result.exit_code != 0 and result.stdout == ""
     assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # click's usage errors too: no Usage/Try lines
     assert query(db_path, "SELECT count(*), sum(length(tags)) FROM papers") == before
 
 
@@ -224,3 +225,13 @@ def test_a_full_disk_behind_stdout_is_an_error_not_a_success(db_path: Path) -> N
                                stderr=subprocess.PIPE, text=True, timeout=300, check=False)  # fmt: skip
     assert child.returncode == 1
     assert child.stderr.strip() == "Error: No space left on device"
+
+
+def test_a_reader_that_stops_early_ends_the_export_quietly(db_path: Path) -> None:
+    export_ = subprocess.Popen([sys.executable, "-m", "tracker", "export", str(db_path)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)  # fmt: skip
+    assert export_.stdout is not None and export_.stderr is not None
+    first = export_.stdout.read(100)  # like `| head -c 100`
+    export_.stdout.close()
+    assert export_.wait(timeout=300) == 141 and export_.stderr.read() == b""
+    assert first.startswith(b'{"arxiv_id"')

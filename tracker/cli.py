@@ -52,6 +52,10 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("Error: interrupted; what was stored so far is kept, rerun to continue", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # `tracker export ... | head`: the reader stopped, nothing to report
+            with contextlib.suppress(OSError):
+                sys.stdout.close()
+            sys.exit(141)  # what a shell shows for a process ended by SIGPIPE
         except OSError as exc:  # a file or folder the user named cannot be read or written
             where = f"{exc.filename}: " if exc.filename else ""
             click.echo(f"Error: {where}{exc.strerror or exc}", err=True)
@@ -86,7 +90,34 @@ def setup_logging(verbose: int) -> None:
     logging.getLogger("arxiv").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+class OneLineErrors(click.Group):
+    """click's usage errors print usage, a hint and a blank line before the error; ours say it in one line."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:  # fmt: skip
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            # Not standalone: click raises its errors to us instead of printing them, and returns the exit
+            # code of --help/--version (commands exit non-zero with sys.exit themselves).
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare `tracker`: the help, as click prints it
+            click.echo(exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "tracker"
+            click.echo(f"Error: {exc.format_message()} (see: {where} --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=OneLineErrors, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="tracker")
 def cli() -> None:
     """Track multimodal-LLM papers on arXiv: sync into SQLite, tag, digest, explore.
