@@ -23,6 +23,7 @@ import yaml
 from helpers import run
 from sample_db import build_sample_db
 
+from tracker import store
 from tracker.config import db_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -347,3 +348,15 @@ def test_serve_refuses_a_missing_or_foreign_database(tmp_path: Path) -> None:
 def test_serve_refuses_a_host_name(db_path: Path) -> None:
     result = run("serve", db_path, "--host", "example.org")
     assert result.exit_code == 2 and "--host 'example.org' is not an IP address" in result.stderr
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    db_path = tmp_path / "papers.db"
+    store.open_db(db_path).close()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", db_path, "--port", str(port))
+    assert result.exit_code == 2 and "Serving" not in result.stderr
+    assert result.stderr.strip() == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use (is another server using it?)"

@@ -194,6 +194,8 @@ def test_subscribe_validates_and_records(tmp_path):
     assert bad_mail.exit_code != 0 and "not a valid email address" in bad_mail.output
     # The failed attempts changed nothing; a second subscribe replaces the tag choice.
     assert store.list_subscribers(store.open_db(db_path)) == [("a@example.org", ["hallucination"])]
+    assert run("subscribe", str(db_path), "a@example.org", "--tag", "HALLUCINATION").exit_code == 0
+    assert store.list_subscribers(store.open_db(db_path)) == [("a@example.org", ["hallucination"])]  # as `label`
     run("subscribe", str(db_path), "a@example.org")
     assert store.list_subscribers(store.open_db(db_path)) == [("a@example.org", [])]
     assert run("unsubscribe", str(db_path), "a@example.org").exit_code == 0

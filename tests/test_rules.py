@@ -97,6 +97,7 @@ def test_duplicate_yaml_key_is_refused(tmp_path):
         ("unknown_tag_labels.csv", 4, "unknown tag 'q-former'"),
         ("bad_id_labels.csv", 3, "not an arXiv id"),
         ("duplicate_id_labels.csv", 3, "duplicate arxiv_id 2304.08485"),
+        ("missing_tags_column_labels.csv", 3, "expected arxiv_id,tags (a curated negative has an empty tags field"),
     ],
 )
 def test_bad_labels_are_refused_with_file_and_line(name, line, message):
@@ -137,3 +138,13 @@ def test_bad_queries_file_is_refused_naming_the_file(tmp_path: Path, text: str, 
 def test_the_shipped_queries_file_loads() -> None:
     queries = load_queries(REPO_DIR / "rules" / "queries.yml")
     assert "cs.CV" in queries.categories and 0 <= queries.overlap_days <= 30
+
+
+def test_a_mistyped_rules_folder_is_an_error_not_the_defaults(tmp_path: Path, monkeypatch) -> None:
+    from tracker.config import rules_dir
+
+    monkeypatch.setenv("TRACKER_RULES", str(tmp_path / "rulez"))
+    with pytest.raises(ConfigError, match="TRACKER_RULES=.*rulez: no such folder"):
+        rules_dir()
+    monkeypatch.setenv("TRACKER_RULES", str(tmp_path))
+    assert rules_dir() == tmp_path

@@ -768,9 +768,11 @@ def serve(db_path, host, port, verbose):
     """
     from pathlib import Path
 
+    from tracker.serve import check_address
     from tracker.serve import serve as run_datasette
 
     setup_logging(verbose)
+    check_address(host, port)
     click.echo(f"Serving {db_path} read-only at http://{host}:{port}/{Path(db_path).stem}", err=True)
     sys.exit(run_datasette(db_path, host=host, port=port))
 

@@ -28,6 +28,8 @@ def rules_dir() -> Path:
     """
     env = os.environ.get("TRACKER_RULES")
     if env:
+        if not Path(env).is_dir():  # a typo here would silently fall back to default categories and tags
+            raise ConfigError(f"TRACKER_RULES={env}: no such folder")
         return Path(env)
     cwd_rules = Path.cwd() / "rules"
     if (cwd_rules / "taxonomy.yml").exists():

@@ -129,11 +129,13 @@ class DigestTaxonomy:
     def validate(self, requested: Iterable[str]) -> list[str]:
         """The requested tag slugs, or ConfigError naming the first unknown one and the known ones."""
         known = [t.slug for t in self.tags]
-        chosen = list(dict.fromkeys(requested))
-        for slug in chosen:
-            if slug not in known:
+        by_lower = {k.lower(): k for k in known}  # `m-cot` is M-CoT, as label and export accept it
+        chosen = []
+        for slug in requested:
+            if slug.lower() not in by_lower:
                 raise ConfigError(f"unknown tag {slug!r}; known tags: {', '.join(known)}")
-        return chosen
+            chosen.append(by_lower[slug.lower()])
+        return list(dict.fromkeys(chosen))
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:

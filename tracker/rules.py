@@ -248,7 +248,7 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
         facet = _text(entry, "facet", where)
         if facet not in facet_names:
             raise ConfigError(
-                f"{where}: tag {slug!r} names unknown facet {facet!r}; facets: {', '.join(facet_names)}"
+                f"{where}: tag {slug!r} names unknown facet {facet!r}; facets: {', '.join(sorted(facet_names))}"
             )
         threshold = entry.get("threshold")
         if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
@@ -314,7 +314,11 @@ def load_labels(path: str | Path, taxonomy: Taxonomy) -> Labels:
         arxiv_id = row[0].strip()
         if not ARXIV_ID.match(arxiv_id):
             raise ConfigError(f"{path}:{line}: {arxiv_id!r} is not an arXiv id without version")
-        tags = tuple((row[1] if len(row) > 1 else "").split())
+        if len(row) < 2:  # a forgotten column must not silently turn a paper into a curated negative
+            raise ConfigError(
+                f"{path}:{line}: expected arxiv_id,tags (a curated negative has an empty tags field: '{arxiv_id},')"
+            )
+        tags = tuple(row[1].split())
         for tag in tags:
             if tag not in known:
                 raise ConfigError(f"{path}:{line}: unknown tag {tag!r} for {arxiv_id}")

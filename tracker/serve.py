@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -89,6 +90,21 @@ def datasette_command(db_path: Path, metadata_file: Path, host: str, port: int) 
     for name, value in SETTINGS.items():
         cmd += ["--setting", name, value]
     return cmd
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse, in one line, an address Datasette could not listen on (before saying "Serving ...")."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"--host {host!r}: not an address this machine knows ({exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no conflict
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} (is another server using it?)") from None
 
 
 def serve(db_path: str | Path, host: str = LOOPBACK, port: int = 8001) -> int:
