@@ -772,6 +772,9 @@ def serve(db_path, host, port, verbose):
     from tracker.serve import serve as run_datasette
 
     setup_logging(verbose)
+    from tracker import store
+
+    store.open_existing(db_path).close()  # a missing or foreign file first: it is the likelier mistake
     check_address(host, port)
     click.echo(f"Serving {db_path} read-only at http://{host}:{port}/{Path(db_path).stem}", err=True)
     sys.exit(run_datasette(db_path, host=host, port=port))

@@ -12,6 +12,7 @@ would use, is `query_only` with an authorizer that denies writes).
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import signal
@@ -94,17 +95,20 @@ def datasette_command(db_path: Path, metadata_file: Path, host: str, port: int) 
 
 def check_address(host: str, port: int) -> None:
     """Refuse, in one line, an address Datasette could not listen on (before saying "Serving ...")."""
+    check_host(host)  # an IP address (or localhost) only: no name lookup, so no DNS query leaves the machine
+    flags = 0 if host == "localhost" else socket.AI_NUMERICHOST
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=flags)
     except (socket.gaierror, UnicodeError) as exc:
-        raise ConfigError(f"--host {host!r}: not an address this machine knows ({exc})") from None
+        raise ConfigError(f"--host {host!r}: not an address this machine has ({exc})") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no conflict
         try:
             probe.bind(address)
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} (is another server using it?)") from None
+            hint = " (is another server using it?)" if exc.errno == errno.EADDRINUSE else ""
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
 
 
 def serve(db_path: str | Path, host: str = LOOPBACK, port: int = 8001) -> int:
