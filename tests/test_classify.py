@@ -91,6 +91,16 @@ def test_save_load_round_trip_gives_identical_scores(db_path, taxonomy, labels, 
     assert set(meta["cv"]) == set(loaded.model_tags) and {"M-ICL", "M-CoT", "LAVR"} <= set(loaded.model_tags)
 
 
+def test_fast_tfidf_transform_equals_scikit_learns(db_path, taxonomy, labels, records):
+    model = _train(db_path, taxonomy, labels, records).model
+    texts = [classify.paper_text(r["title"], r["abstract"]) for r in records]
+    texts += ["", "zzqx unknownword", "Vision vision VISION-language model model. Model"]  # empty, no vocabulary, repeats
+    ours, theirs = classify.tfidf_transform(model.tfidf, texts), model.tfidf.transform(texts)
+    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+    assert (ours != theirs).nnz == 0 and np.array_equal(ours.indptr, theirs.indptr)
+    assert classify.tfidf_transform(model.tfidf, []).shape == (0, theirs.shape[1])
+
+
 def test_retraining_on_the_same_labels_keeps_the_model_id(db_path, taxonomy, labels, records):
     first = _train(db_path, taxonomy, labels, records)
     classify.run_classify(store.open_db(db_path), db_path)

@@ -21,7 +21,7 @@ import platform
 import re
 import shlex
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -302,7 +302,7 @@ class Model:
         return self._systems
 
     def features(self, texts: Sequence[str], fired: Sequence[set[str]] | None = None) -> sp.csr_matrix:
-        tf = self.tfidf.transform(texts)
+        tf = tfidf_transform(self.tfidf, texts)
         rules = self.rules.hits(texts, self.model_tags, fired) * self.params["rule_weight"]
         return sp.hstack([tf, rules], format="csr")
 
@@ -322,6 +322,33 @@ class Model:
                 [self.tfidf.get_feature_names_out(), np.array([f"rule:{t}" for t in self.model_tags])]
             )
         return self._names
+
+
+def tfidf_transform(vec: TfidfVectorizer, texts: Sequence[str]) -> sp.csr_matrix:
+    """Exactly `vec.transform(texts)`, about a quarter faster: the classify hot path.
+
+    scikit-learn looks every n-gram up in the vocabulary inside try/except, and most word pairs of an
+    abstract are not in it, so it pays for an exception per miss. Counting a paper's n-grams first and
+    looking each distinct one up once with dict.get gives the same counts (tests/test_classify.py checks
+    the matrices are equal); the TF-IDF weighting and normalisation are scikit-learn's own.
+    """
+    analyze, vocabulary = vec.build_analyzer(), vec.vocabulary_
+    if not texts:  # scikit-learn's transformer refuses zero rows
+        return sp.csr_matrix((0, len(vocabulary)), dtype=vec.dtype)
+    indptr, indices, counts = [0], [], []
+    for text in texts:
+        for feature, n in Counter(analyze(text)).items():
+            j = vocabulary.get(feature)
+            if j is not None:
+                indices.append(j)
+                counts.append(n)
+        indptr.append(len(indices))
+    X = sp.csr_matrix(
+        (np.asarray(counts, dtype=vec.dtype), np.asarray(indices, dtype=np.int32), np.asarray(indptr, dtype=np.int64)),
+        shape=(len(texts), len(vocabulary)),
+    )
+    X.sort_indices()
+    return vec._tfidf.transform(X, copy=False)
 
 
 def margins(estimators: Sequence[LinearSVC], X: sp.csr_matrix) -> np.ndarray:
