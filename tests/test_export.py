@@ -235,3 +235,16 @@ def test_a_reader_that_stops_early_ends_the_export_quietly(db_path: Path) -> Non
     export_.stdout.close()
     assert export_.wait(timeout=300) == 141 and export_.stderr.read() == b""
     assert first.startswith(b'{"arxiv_id"')
+
+
+def test_out_dev_stdout_writes_where_stdout_goes(db_path: Path, tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    log.write_text("earlier line\n")
+    with open(log, "a") as appended:  # `tracker export ... --out /dev/stdout >> log.txt`
+        child = subprocess.run([sys.executable, "-m", "tracker", "export", str(db_path), "--format", "csv",
+                                "--out", "/dev/stdout"], stdout=appended, stderr=subprocess.PIPE, text=True,
+                               timeout=300, check=False)  # fmt: skip
+    assert child.returncode == 0, child.stderr
+    lines = log.read_text().splitlines()
+    assert lines[0] == "earlier line" and lines[1].startswith("arxiv_id,")  # appended, not replaced
+    assert Path("/dev/stdout").is_symlink() or Path("/dev/stdout").is_char_device()  # the device is still there

@@ -185,6 +185,7 @@ def _harvest_window(
         except BadResumptionToken as exc:
             restarts += 1
             token = None
+            seen.clear()  # the window starts again: its tokens may legitimately come round once more
             with (
                 db.atomic()
             ):  # forget the dead token: the next attempt, or the next run, starts the window afresh

@@ -65,8 +65,8 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
                 with contextlib.suppress(OSError):
                     sys.stdout.close()
             sys.exit(1)
-        except sqlite3.Error as exc:  # e.g. a read-only database file; the transaction was rolled back
-            click.echo(f"Error: database: {exc}; nothing was changed by this command", err=True)
+        except sqlite3.OperationalError as exc:  # read-only file, disk full, I/O error: not a bug of ours
+            click.echo(f"Error: database: {exc}; the current transaction was rolled back", err=True)
             sys.exit(1)
 
     return wrapper
@@ -114,7 +114,7 @@ class OneLineErrors(click.Group):
         except click.Abort:
             click.echo("Aborted!", err=True)
             sys.exit(1)
-        sys.exit(result if isinstance(result, int) else 0)
+        sys.exit(result if type(result) is int else 0)
 
 
 @click.group(cls=OneLineErrors, context_settings=CONTEXT_SETTINGS)

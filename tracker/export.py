@@ -66,11 +66,13 @@ def write_output(chunks: Iterable[str], out: str | None, protect: Sequence[str |
     target = Path(out).resolve()  # through a symlink: write the file it points to, keep the link
     if any(target == Path(p).resolve() for p in protect):
         raise ConfigError(f"--out {out}: that is the database (or one of its files); choose another name")
-    if target.exists() and not target.is_file():
-        if target.is_dir():
-            raise ConfigError(f"--out {out}: is a folder")
-        # A FIFO or a device (/dev/stdout): write into it; renaming a temp file over it would replace it.
-        with open(target, "w", encoding="utf-8", newline="") as fh:
+    if target.is_dir():
+        raise ConfigError(f"--out {out}: is a folder")
+    special = Path(out).absolute().parts[1:2] in (("dev",), ("proc",))  # /dev/stdout, /proc/self/fd/1
+    if Path(out).exists() and (special or not target.is_file()):
+        # A FIFO or a device, whatever it points to (/dev/stdout may be a pipe or a file the shell opened with
+        # >>): write into it as given, appending; renaming a temp file over it would replace it.
+        with open(out, "a" if special else "w", encoding="utf-8", newline="") as fh:
             for chunk in chunks:
                 fh.write(chunk)
         return
