@@ -73,11 +73,10 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def existing(db_path: str) -> str:
-    """DB_PATH for commands that work on a database: only sync, backfill and demo create one."""
-    from pathlib import Path
+    """DB_PATH for commands that work on a database: only sync, backfill, demo and evaluate create one."""
+    from tracker import store
 
-    if not Path(db_path).is_file():
-        raise TrackerError(f"{db_path}: no such database; create it with `tracker sync {db_path}` or `tracker demo {db_path}`")
+    store.require_database(db_path)
     return db_path
 
 

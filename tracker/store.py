@@ -618,17 +618,23 @@ def save_paper_versions(
 # -- datasette / export ------------------------------------------------------------------------
 
 
+def require_database(db_path: str | Path) -> Path:
+    """`db_path` if it is a file; else the one-line error that says how a database is created."""
+    path = Path(db_path)
+    if not path.is_file():
+        raise TrackerError(
+            f"{path}: no such database; create it with `tracker sync {path}` or `tracker demo {path}`"
+        )
+    return path
+
+
 def open_existing(db_path: str | Path, wait: float = 60.0) -> Database:
     """Open a tracker database that must already exist, for reading; a pending migration is applied first.
 
     The writer lock is taken only when a migration is due, so reading never waits for a running sync.
     A SQLite file that is not a tracker database is refused rather than given the tracker's tables.
     """
-    path = Path(db_path)
-    if not path.is_file():
-        raise TrackerError(
-            f"{path}: no such database; create it with `tracker sync {path}` or `tracker demo {path}`"
-        )
+    path = require_database(db_path)
     try:  # look before open_db, which would switch a foreign file to WAL
         probe = Database(path)
         tables = set(probe.table_names())
