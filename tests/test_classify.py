@@ -296,6 +296,56 @@ def test_no_tag_claims_more_than_its_share_of_the_stream(taxonomy, labels, recor
     assert (capped.thresholds >= uncapped.thresholds).all()  # the cap only ever raises a threshold
 
 
+def test_a_tag_whose_title_rule_beats_the_model_is_decided_by_it(db_path, taxonomy, labels, records):
+    """Cross-validation picks, per tag, the model, the model or its title rule, or the title rule alone. In
+    the fixture, M-CoT's rule finds its papers by their titles better than eight examples teach the model,
+    but also fires on one of the 64 corpus titles: over the default stream budget (0.3 %), so the model
+    keeps the tag; with a budget of one corpus paper in 50, the title rule decides it."""
+    data = _fixture_training_set(labels, records)
+    tags = classify.model_tags_for(taxonomy, data)
+    Y, rules = data.matrix(tags), classify.RuleSet.from_taxonomy(taxonomy)
+    default = classify.fit(data.texts, Y, tags, rules, classify.DEFAULT_PARAMS, data.stream, data.titles)
+    assert default.modes[tags.index("M-CoT")] == "model"
+    assert default.title_hits[data.stream, tags.index("M-CoT")].sum() == 1
+
+    db = store.open_db(db_path)
+    classify.train_from_db(
+        db, db_path, taxonomy, labels, {"max_stream_rate": 0.02},
+        labelled=[r for r in records if r["kind"] != "corpus"],
+        corpus=[r for r in records if r["kind"] == "corpus"],
+    )  # fmt: skip
+    meta = json.loads(model_paths(db_path)[1].read_text())
+    assert meta["modes"]["M-CoT"] == "title" and meta["cv"]["M-CoT"]["mode"] == "title"
+    classify.run_classify(db, db_path)
+    carried = dict(db.conn.execute("SELECT arxiv_id, source FROM paper_tags WHERE tag = 'M-CoT'").fetchall())
+    titles = {r["id"]: r["title"] for r in records}
+    by_title = {i for i, t in titles.items() if rules.fires("M-CoT", t)}
+    assert carried and set(carried) == by_title and set(carried.values()) == {"rule"}
+    # The model does not decide M-CoT, so there is no near-miss score to list for it.
+    assert db.conn.execute("SELECT count(*) FROM tag_scores WHERE tag = 'M-CoT'").fetchone()[0] == 0
+    paper = sorted(carried)[0]
+    out = CliRunner().invoke(cli, ["explain", str(db_path), paper], catch_exceptions=False).output
+    assert "decided by its keyword rule on the title alone (title rule: " in out
+    phrase = out.split("(title rule: ", 1)[1].split(",")[0].split(")")[0]
+    assert phrase in titles[paper].lower().replace("-", " ") or phrase in titles[paper].lower()
+
+
+def test_choose_mode_takes_the_title_rule_only_where_it_is_measurably_better():
+    truth = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=bool)
+    model = np.array([1, 0, 0, 0, 1, 0, 0, 0, 0, 0], dtype=bool)  # F1 0.40
+    title = np.array([0, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=bool)  # F1 0.86; with the model: 0.89
+    stream = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1], dtype=bool)
+    assert classify.choose_mode(model, title, truth, stream, 0.003) == "model+title"
+    assert classify.choose_mode(np.zeros(10, bool), title, truth, stream, 0.003) == "title"
+    broad = title | stream  # the rule also fires on every corpus paper: over the stream budget
+    assert classify.choose_mode(model, broad, truth, stream, 0.003) == "model"
+    assert classify.choose_mode(title, title, truth, stream, 0.003) == "model"  # a tie keeps the model
+    by_model, by_title = classify.decide(
+        np.array([[True, True, False]]), np.array([[True, True, True]]), ["model", "model+title", "title"]
+    )
+    assert by_model.tolist() == [[True, True, False]] and by_title.tolist() == [[False, False, True]]
+
+
 def test_full_training_and_classify_through_the_cli(tmp_path, records, monkeypatch):
     """The one test on the full bundled data: `train` then `classify`, as a user runs them."""
     monkeypatch.setenv("TRACKER_RULES", str(REPO_DIR / "rules"))

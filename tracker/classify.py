@@ -92,6 +92,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
     # share 1.7-2.7 % -> 1.1-1.3 %.
     "max_stream_rate": 0.003,
 }
+# How each model tag is decided, chosen per tag by cross-validation in `fit`: by its model score; by the
+# model or the tag's keyword rule firing on the title; or by that title rule alone. A title that says
+# "multimodal in-context learning" is strong evidence the model cannot learn from ten examples.
+MODES = ("model", "model+title", "title")
 # Tokens start with a letter (arxiv-sanity-lite compute.py) and keep inner hyphens: "chain-of-thought".
 TOKEN_PATTERN = r"(?u)\b[^\W\d_]\w*(?:-\w+)*"
 
@@ -287,6 +291,7 @@ class Model:
     platt: np.ndarray  # (n_tags, 2): score = sigmoid(a * margin + b)
     model_tags: list[str]
     thresholds: np.ndarray
+    modes: list[str]  # per model tag, one of MODES
     rules: RuleSet
     rule_tags: list[str]  # tags assigned by rules alone
     systems: list[NamedSystem]
@@ -410,6 +415,38 @@ def best_threshold(scores: np.ndarray, truth: np.ndarray, beta: float = 1.0) -> 
     return float((s[k] + nxt) / 2), float(f[k])
 
 
+def decide(above: np.ndarray, title_hits: np.ndarray, modes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Which (paper, tag) pairs the model gives and which the title rule gives, under each tag's mode.
+
+    :param above: papers x model tags, score >= threshold
+    :param title_hits: papers x model tags, the tag's keyword rule fires on the title
+    :returns: (by model, by title rule); disjoint, their union is the tags given
+    """
+    by_model = above & np.array([m != "title" for m in modes], dtype=bool)
+    by_title = title_hits & np.array([m != "model" for m in modes], dtype=bool) & ~by_model
+    return by_model, by_title
+
+
+def choose_mode(
+    above: np.ndarray, title_hits: np.ndarray, truth: np.ndarray, stream: np.ndarray | None, rate: float
+) -> str:  # fmt: skip
+    """The mode (see MODES) with the best F1 on one tag's cross-validated predictions.
+
+    A mode using the title rule is only eligible if that rule fires on at most `rate` of the corpus
+    rows: the same stream budget the thresholds are held to (MIT's rule, "MLLM" in a title, is too broad).
+    """
+    if stream is not None and stream.any() and title_hits[stream].mean() > rate:
+        return "model"
+    # Simplest first, so a tie keeps the model, or the title rule alone when the model adds nothing to it.
+    candidates = {"model": above, "title": title_hits, "model+title": above | title_hits}
+    best, best_f1 = "model", -1.0
+    for mode, pred in candidates.items():
+        f1 = _prf(truth, pred)["f1"]
+        if f1 > best_f1 + 1e-9:
+            best, best_f1 = mode, f1
+    return best
+
+
 @dataclass
 class Fitted:
     estimators: list[LinearSVC]
@@ -417,16 +454,19 @@ class Fitted:
     platt: np.ndarray
     thresholds: np.ndarray
     oof: np.ndarray  # cross-validated scores of the training rows
+    modes: list[str]  # per model tag, one of MODES
+    title_hits: np.ndarray  # training rows x model tags: the tag's rule fires on the title
 
 
 def fit(
     texts: Sequence[str], Y: np.ndarray, model_tags: Sequence[str], rules: RuleSet, params: dict[str, Any],
-    stream: np.ndarray | None = None,
+    stream: np.ndarray | None = None, titles: Sequence[str] | None = None,
 ) -> Fitted:  # fmt: skip
-    """Fit vectorizer + estimators; calibrate and choose thresholds on inner cross-validated margins.
+    """Fit vectorizer + estimators; calibrate, choose thresholds and modes on inner cross-validated margins.
 
     :param stream: marks the rows from the unlabelled corpus; each threshold is raised, if needed, so that
         at most `max_stream_rate` of them score above it
+    :param titles: the rows' titles; without them every tag is decided by its model alone
 
     The vectorizer is fitted once on all of `texts` and its matrix sliced for the inner folds: its
     vocabulary and IDF are label-free statistics, so nothing of a held-out paper's tags leaks, and it
@@ -447,7 +487,16 @@ def fit(
     rate = params["max_stream_rate"]
     if stream is not None and stream.any() and rate > 0:
         thresholds = np.maximum(thresholds, np.quantile(oof[stream], 1 - rate, axis=0))
-    return Fitted(_fit_estimators(X, Y, params), vec, platt, thresholds, oof)
+    if titles is None:
+        title_hits = np.zeros(Y.shape, dtype=bool)
+        modes = ["model"] * Y.shape[1]
+    else:
+        title_hits = rules.hits(titles, model_tags).toarray().astype(bool)
+        modes = [
+            choose_mode(oof[:, j] >= thresholds[j], title_hits[:, j], Y[:, j].astype(bool), stream, rate)
+            for j in range(Y.shape[1])
+        ]
+    return Fitted(_fit_estimators(X, Y, params), vec, platt, thresholds, oof, modes, title_hits)
 
 
 # -- data -------------------------------------------------------------------------------------------------
@@ -470,6 +519,7 @@ class TrainingSet:
     texts: list[str]
     tags: list[set[str]]
     stream: np.ndarray  # True for rows from the unlabelled corpus (negatives)
+    titles: list[str] = field(default_factory=list)
 
     def matrix(self, tags: Sequence[str]) -> np.ndarray:
         return np.array([[t in s for t in tags] for s in self.tags], dtype=np.int8).reshape(
@@ -505,11 +555,13 @@ def training_set(
         texts.update(db_texts(missing))
     ids = [i for i in sorted(tags) if i in texts and (texts[i][1] or "").strip()]
     out = TrainingSet(
-        ids, [paper_text(*texts[i]) for i in ids], [tags[i] for i in ids], np.zeros(len(ids), bool)
-    )
+        ids, [paper_text(*texts[i]) for i in ids], [tags[i] for i in ids], np.zeros(len(ids), bool),
+        [texts[i][0] or "" for i in ids],
+    )  # fmt: skip
     negatives = [r for r in (load_bundled("corpus") if corpus is None else corpus) if r["id"] not in tags]
     out.ids += [r["id"] for r in negatives]
     out.texts += [paper_text(r["title"], r["abstract"]) for r in negatives]
+    out.titles += [r["title"] or "" for r in negatives]
     out.tags += [set() for _ in negatives]
     out.stream = np.r_[out.stream, np.ones(len(negatives), bool)]
     return out
@@ -525,7 +577,7 @@ class TrainReport:
     model_id: str
     papers: int
     positives: dict[str, int]
-    cv: dict[str, dict[str, float]]
+    cv: dict[str, dict[str, Any]]
     seconds: float
     model_path: Path
     model: Model | None = None
@@ -545,11 +597,12 @@ def train(
             f"no tag has {MIN_POSITIVES} labelled papers with an abstract; add labels and retrain"
         )
     Y = data.matrix(tags)
-    fitted = fit(data.texts, Y, tags, rules, params, data.stream)
-    cv = {}
+    fitted = fit(data.texts, Y, tags, rules, params, data.stream, data.titles)
+    by_model, by_title = decide(fitted.oof >= fitted.thresholds, fitted.title_hits, fitted.modes)
+    cv: dict[str, dict[str, Any]] = {}
     for j, tag in enumerate(tags):
-        pred = fitted.oof[:, j] >= fitted.thresholds[j]
-        cv[tag] = _prf(Y[:, j].astype(bool), pred) | {"threshold": round(float(fitted.thresholds[j]), 4)}
+        cv[tag] = _prf(Y[:, j].astype(bool), by_model[:, j] | by_title[:, j]) | {
+            "threshold": round(float(fitted.thresholds[j]), 4), "mode": fitted.modes[j]}  # fmt: skip
     vocabulary = fitted.tfidf.vocabulary_
     terms = sorted(vocabulary, key=vocabulary.__getitem__)
     obj = {
@@ -560,6 +613,7 @@ def train(
         "platt": fitted.platt,
         "model_tags": list(tags),
         "thresholds": fitted.thresholds,
+        "modes": list(fitted.modes),
         "rules": {
             k: {"keywords": list(v["keywords"]), "context": list(v["context"])} for k, v in rules.spec.items()
         },
@@ -591,6 +645,7 @@ def train(
         "model_tags": list(tags),
         "rule_tags": obj["rule_tags"],
         "positives": {t: int(Y[:, j].sum()) for j, t in enumerate(tags)},
+        "modes": dict(zip(tags, fitted.modes, strict=True)),
         "cv": cv,
         "params": obj["params"],
         "git_commit": _git_commit(),
@@ -659,6 +714,8 @@ def _model_from_obj(obj: dict[str, Any]) -> Model:
         platt=np.asarray(obj["platt"]),
         model_tags=list(obj["model_tags"]),
         thresholds=np.asarray(obj["thresholds"]),
+        # Model files saved before modes existed decide every tag by the model.
+        modes=list(obj.get("modes") or ["model"] * len(obj["model_tags"])),
         rules=RuleSet(obj["rules"]),
         rule_tags=list(obj["rule_tags"]),
         systems=systems,
@@ -721,20 +778,23 @@ class Tagging:
 def predict(
     model: Model, papers: Sequence[tuple[str, str, str]], manual: dict[str, dict[str, str]] | None = None
 ) -> list[Tagging]:
-    """Tag (arxiv_id, title, abstract) papers: model, then keyword rules, then named systems; manual labels last.
+    """Tag (arxiv_id, title, abstract) papers: model (or title rule, by each tag's mode), then keyword rules,
+    then named systems; manual labels last.
 
     :param manual: {arxiv_id: {tag: 'add' | 'remove'}}: a person's word wins over everything else
     """
     texts = [paper_text(title, abstract) for _, title, abstract in papers]
     fired = [model.rules.fired_all(text) for text in texts]  # once per paper: features and rule tags
     S = model.scores(texts, fired)
-    above = model.thresholds <= S
+    by_model, by_title = decide(model.thresholds <= S, title_hits(model, papers), model.modes)
     rule_tags = set(model.rule_tags)
     out = []
     for i, (arxiv_id, title, _) in enumerate(papers):
         tags: dict[str, tuple[float, str]] = {}
-        for j in np.flatnonzero(above[i]):
+        for j in np.flatnonzero(by_model[i]):
             tags[model.model_tags[j]] = (float(S[i, j]), "model")
+        for j in np.flatnonzero(by_title[i]):
+            tags[model.model_tags[j]] = (1.0, "rule")
         for tag in sorted(fired[i] & rule_tags):
             tags.setdefault(tag, (1.0, "rule"))
         for tag, _name in model.system_index.tags(arxiv_id, title):
@@ -744,9 +804,25 @@ def predict(
                 tags[tag] = (1.0, "manual")
             else:
                 tags.pop(tag, None)
-        scores = {t: (float(S[i, j]), float(model.thresholds[j])) for j, t in enumerate(model.model_tags)}
+        # A tag decided by its title rule alone has no model verdict to be near: no score is kept for it.
+        scores = {
+            t: (float(S[i, j]), float(model.thresholds[j]))
+            for j, t in enumerate(model.model_tags)
+            if model.modes[j] != "title"
+        }
         out.append(Tagging(arxiv_id, tags, scores))
     return out
+
+
+def title_hits(model: Model, papers: Sequence[tuple[str, str, str]]) -> np.ndarray:
+    """papers x model tags: does the tag's keyword rule fire on the title (only for tags whose mode uses it)."""
+    hits = np.zeros((len(papers), len(model.model_tags)), dtype=bool)
+    cols = {t: j for j, t in enumerate(model.model_tags) if model.modes[j] != "model"}
+    if cols:
+        for i, (_, title, _) in enumerate(papers):
+            for tag in model.rules.fired_all(title or "") & cols.keys():
+                hits[i, cols[tag]] = True
+    return hits
 
 
 @dataclass
@@ -905,6 +981,8 @@ class TagExplanation:
     carried: bool
     up: list[tuple[str, float]]
     down: list[tuple[str, float]]
+    mode: str = "model"  # how the tag is decided, one of MODES
+    title_rule: list[str] = field(default_factory=list)  # phrases of the tag's rule found in the title
 
 
 @dataclass
@@ -935,13 +1013,15 @@ def explain(db: Database, db_path: Path, arxiv_id: str, terms: int = 6) -> Expla
     out = []
     for j, tag in enumerate(model.model_tags):
         th = float(model.thresholds[j])
-        if tag not in carried and S[j] < th / 2:
+        mode = model.modes[j]
+        in_title = model.rules.matched(tag, title or "") if mode != "model" else []
+        if tag not in carried and S[j] < th / 2 and not in_title:
             continue  # neither carried nor a near miss
         contrib = X.data * W[X.indices, j]
         order = np.argsort(-contrib)
         up = [(str(names[X.indices[k]]), float(contrib[k])) for k in order[:terms] if contrib[k] > 0]
         down = [(str(names[X.indices[k]]), float(contrib[k])) for k in order[::-1][:terms] if contrib[k] < 0]
-        out.append(TagExplanation(tag, float(S[j]), th, tag in carried, up, down))
+        out.append(TagExplanation(tag, float(S[j]), th, tag in carried, up, down, mode, in_title))
     out.sort(key=lambda e: -e.score / max(e.threshold, 1e-9))
     rules = {t: m for t in model.facets if (m := model.rules.matched(t, text))}
     return Explanation(
@@ -1002,23 +1082,26 @@ def evaluate(
         )
     Y = data.matrix(tags)
     texts = np.asarray(data.texts, dtype=object)
+    titles = np.asarray(data.titles, dtype=object)
+    title_rule = rules.hits(list(titles), tags).toarray().astype(bool)
     product = np.zeros(Y.shape, dtype=bool)
     svc = np.zeros(Y.shape, dtype=bool)
     folds = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=RANDOM_STATE + 1)
     for k, (tr, te) in enumerate(folds.split(texts, _strata(Y))):
         if progress:
             progress(f"fold {k + 1}/{CV_FOLDS}")
-        fitted = fit(list(texts[tr]), Y[tr], tags, rules, params, data.stream[tr])
+        fitted = fit(list(texts[tr]), Y[tr], tags, rules, params, data.stream[tr], list(titles[tr]))
         X = sp.hstack(
             [fitted.tfidf.transform(texts[te]), rules.hits(list(texts[te]), tags) * params["rule_weight"]],
             format="csr",
         )
-        product[te] = _calibrate(margins(fitted.estimators, X), fitted.platt) >= fitted.thresholds
+        above = _calibrate(margins(fitted.estimators, X), fitted.platt) >= fitted.thresholds
+        by_model, by_title = decide(above, title_rule[te], fitted.modes)
+        product[te] = by_model | by_title
         svc[te] = _svc_baseline(list(texts[tr]), Y[tr], list(texts[te]))
     col = {t: j for j, t in enumerate(tags)}
     for i, arxiv_id in enumerate(data.ids):  # the named-system facts are part of the product
-        title = data.texts[i].split(". ", 1)[0]
-        for tag, _ in system_tags(taxonomy.named_systems, arxiv_id, title):
+        for tag, _ in system_tags(taxonomy.named_systems, arxiv_id, data.titles[i]):
             if tag in col:
                 product[i, col[tag]] = True
     keyword = rules.hits(list(texts), tags).toarray().astype(bool)
@@ -1042,10 +1125,11 @@ def evaluate(
 
 def render_train(report: TrainReport) -> str:
     lines = [f"trained model {report.model_id} on {report.papers} papers in {report.seconds:.1f}s -> {report.model_path}",
-             f"{'tag':15} {'support':>7} {'P':>5} {'R':>5} {'F1':>5} {'threshold':>9}  (cross-validated)"]  # fmt: skip
+             f"{'tag':15} {'support':>7} {'P':>5} {'R':>5} {'F1':>5} {'threshold':>9}  decided by (cross-validated)"]  # fmt: skip
     for tag, m in report.cv.items():
         lines.append(
             f"{tag:15} {m['support']:>7} {m['precision']:>5.2f} {m['recall']:>5.2f} {m['f1']:>5.2f} {m['threshold']:>9.3f}"
+            f"  {m.get('mode', 'model')}"
         )
     return "\n".join(lines)
 
@@ -1055,12 +1139,17 @@ def render_explanation(e: Explanation) -> str:
     carried = ", ".join(f"{t['tag']} ({t['source']} {t['score']:.2f})" for t in e.tags) or "none"
     lines.append(f"tags: {carried}")
     for x in e.model:
-        verdict = "TAGGED" if x.score >= x.threshold else "near miss"
+        above = x.score >= x.threshold and x.mode != "title"
+        verdict = "TAGGED" if above or x.title_rule else "near miss"
         if x.tag in e.manual:  # a person's label wins over the model: say so next to the model's view
-            side = "above" if x.score >= x.threshold else "below"
+            side = "above" if above or x.title_rule else "below"
             person = "added" if e.manual[x.tag] == "add" else "removed"
             verdict = f"model: {side}; a person {person} this tag: {'TAGGED' if person == 'added' else 'NOT TAGGED'}"
         lines.append(f"\n{x.tag}: score {x.score:.3f} vs threshold {x.threshold:.3f} ({verdict})")
+        if x.mode != "model":  # cross-validation chose the title rule as (part of) how this tag is decided
+            how = "its keyword rule on the title alone" if x.mode == "title" else "the model, or its keyword rule on the title"
+            found = ", ".join(x.title_rule) if x.title_rule else "did not fire"
+            lines.append(f"  decided by {how} (title rule: {found})")
         lines.append("  up:   " + (", ".join(f"{t} (+{c:.3f})" for t, c in x.up) or "-"))
         lines.append("  down: " + (", ".join(f"{t} ({c:.3f})" for t, c in x.down) or "-"))
     if e.rules:
