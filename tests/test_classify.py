@@ -99,6 +99,28 @@ def test_fast_tfidf_transform_equals_scikit_learns(db_path, taxonomy, labels, re
     assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
     assert (ours != theirs).nnz == 0 and np.array_equal(ours.indptr, theirs.indptr)
     assert classify.tfidf_transform(model.tfidf, []).shape == (0, theirs.shape[1])
+    # Models saved before `tokenize` used scikit-learn's regex and stop-word filter: still reproduced exactly.
+    old = classify.build_vectorizer({**classify.DEFAULT_PARAMS, "tokenizer": "regex", "tfidf__min_df": 1})
+    old.fit(texts)
+    assert old.tokenizer is None and old.token_pattern == classify.TOKEN_PATTERN
+    assert (classify.tfidf_transform(old, texts) != old.transform(texts)).nnz == 0
+
+
+def test_tokenize_keeps_hyphenated_terms_and_drops_stop_words_and_numbers():
+    text = "a chain-of-thought (cot) for gpt-4v: -based multi- and cross-modal, 3d 2024 ‘vqa’ αβ"
+    assert classify.tokenize(text) == [
+        "chain-of-thought", "cot", "gpt-4v", "based", "multi", "cross-modal", "vqa", "αβ"
+    ]  # fmt: skip
+
+
+def test_a_model_saved_before_the_tokenizer_setting_loads_with_the_regex(db_path, taxonomy, labels, records):
+    _train(db_path, taxonomy, labels, records)
+    model_path, _meta = model_paths(db_path)
+    obj = sio.load(model_path, trusted=classify.TRUSTED_TYPES)
+    assert classify._model_from_obj(obj).tfidf.tokenizer is classify.tokenize
+    del obj["params"]["tokenizer"]
+    legacy = classify._model_from_obj(obj).tfidf
+    assert legacy.tokenizer is None and legacy.token_pattern == classify.TOKEN_PATTERN
 
 
 def test_retraining_on_the_same_labels_keeps_the_model_id(db_path, taxonomy, labels, records):
