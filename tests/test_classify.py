@@ -99,6 +99,8 @@ def test_fast_tfidf_transform_equals_scikit_learns(db_path, taxonomy, labels, re
     assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
     assert (ours != theirs).nnz == 0 and np.array_equal(ours.indptr, theirs.indptr)
     assert classify.tfidf_transform(model.tfidf, []).shape == (0, theirs.shape[1])
+    model.tfidf.fit(texts[::-1][:40])  # refitted: a new vocabulary, and the cached lookup must follow it
+    assert (classify.tfidf_transform(model.tfidf, texts) != model.tfidf.transform(texts)).nnz == 0
     # Models saved before `tokenize` used scikit-learn's regex and stop-word filter: still reproduced exactly.
     old = classify.build_vectorizer({**classify.DEFAULT_PARAMS, "tokenizer": "regex", "tfidf__min_df": 1})
     old.fit(texts)
@@ -118,9 +120,17 @@ def test_a_model_saved_before_the_tokenizer_setting_loads_with_the_regex(db_path
     model_path, _meta = model_paths(db_path)
     obj = sio.load(model_path, trusted=classify.TRUSTED_TYPES)
     assert classify._model_from_obj(obj).tfidf.tokenizer is classify.tokenize
-    del obj["params"]["tokenizer"]
-    legacy = classify._model_from_obj(obj).tfidf
-    assert legacy.tokenizer is None and legacy.token_pattern == classify.TOKEN_PATTERN
+    del obj["params"]["tokenizer"], obj["modes"]
+    legacy = classify._model_from_obj(obj)
+    assert legacy.tfidf.tokenizer is None and legacy.tfidf.token_pattern == classify.TOKEN_PATTERN
+    assert legacy.modes == ["model"] * len(legacy.model_tags)  # saved before modes: the model decides
+
+
+def test_explain_finds_the_phrase_the_rules_matched_across_any_separator(taxonomy):
+    rules = classify.RuleSet.from_taxonomy(taxonomy)
+    for title in ("Visual Chain‐of‐Thought Prompting", "Visual chain_of_thought prompting"):  # U+2010, "_"
+        assert rules.fires("M-CoT", title)
+        assert rules.matched("M-CoT", title)[0].replace("‐", "-").replace("_", "-") == "chain-of-thought"
 
 
 def test_retraining_on_the_same_labels_keeps_the_model_id(db_path, taxonomy, labels, records):
@@ -348,13 +358,14 @@ def test_a_tag_whose_title_rule_beats_the_model_is_decided_by_it(db_path, taxono
     paper = sorted(carried)[0]
     out = CliRunner().invoke(cli, ["explain", str(db_path), paper], catch_exceptions=False).output
     assert "decided by its keyword rule on the title alone (title rule: " in out
+    assert "(TAGGED by its title rule)" in out
     phrase = out.split("(title rule: ", 1)[1].split(",")[0].split(")")[0]
     assert phrase in titles[paper].lower().replace("-", " ") or phrase in titles[paper].lower()
 
 
 def test_choose_mode_takes_the_title_rule_only_where_it_is_measurably_better():
     truth = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=bool)
-    model = np.array([1, 0, 0, 0, 1, 0, 0, 0, 0, 0], dtype=bool)  # F1 0.40
+    model = np.array([1, 0, 0, 0, 1, 0, 0, 0, 0, 0], dtype=bool)  # F1 0.33
     title = np.array([0, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=bool)  # F1 0.86; with the model: 0.89
     stream = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1], dtype=bool)
     assert classify.choose_mode(model, title, truth, stream, 0.003) == "model+title"
@@ -362,6 +373,11 @@ def test_choose_mode_takes_the_title_rule_only_where_it_is_measurably_better():
     broad = title | stream  # the rule also fires on every corpus paper: over the stream budget
     assert classify.choose_mode(model, broad, truth, stream, 0.003) == "model"
     assert classify.choose_mode(title, title, truth, stream, 0.003) == "model"  # a tie keeps the model
+    assert classify.choose_mode(model, broad, truth, stream, 0.0) == "model+title"  # rate 0: no cap, like thresholds
+    # Model and title rule each tag one of the four corpus rows (within 30 %), together two: over it.
+    one_each = np.array([1, 0, 0, 0, 0, 0, 1, 0, 0, 0], dtype=bool), title | (np.arange(10) == 7)
+    assert classify.choose_mode(*one_each, truth, stream, 0.3) == "title"
+    assert classify.choose_mode(*one_each, truth, stream, 0.5) == "model+title"
     by_model, by_title = classify.decide(
         np.array([[True, True, False]]), np.array([[True, True, True]]), ["model", "model+title", "title"]
     )

@@ -112,12 +112,13 @@ _ODD_CHAR = re.compile(r"[^\w\s-]")
 
 
 def tokenize(text: str) -> list[str]:
-    """The words of a (lowercased) text but English stop words: runs of letters, digits, "_" and inner "-"
-    that start with a letter.
+    """The words of a (lowercased) text, English stop words left out: runs of letters, digits, "_" and
+    inner "-" that start with a letter ("chain-of-thought" is one token).
 
-    Like TOKEN_PATTERN ("chain-of-thought" is one token, "3d" none), but a translate table and str.split
-    instead of a regex scan: 1.5x faster (21,000 vs 14,000 abstracts/s), and tokenising is the largest
-    part of classify's time per paper. It gives the regex's tokens for 94 % of the corpus abstracts.
+    A translate table and str.split instead of scikit-learn's regex scan (TOKEN_PATTERN): 1.5x faster
+    (21,000 vs 14,000 abstracts/s), and tokenising is the largest part of classify's time per paper. The
+    tokens are the regex's for 94 % of the corpus abstracts; the differences: a word that starts with a
+    digit is dropped whole ("3d-printing"; the regex kept "printing"), and "a--b" stays one token.
     """
     spaced = text.translate(_TOKEN_TABLE)
     if not spaced.isascii() and _ODD_CHAR.search(spaced):
@@ -138,8 +139,10 @@ def paper_text(title: str | None, abstract: str | None) -> str:
 def _phrase_regex(phrases: Sequence[str]) -> str:
     parts = []
     for phrase in phrases:
-        words = [re.escape(w) for w in re.split(r"[\s-]+", phrase.strip()) if w]
-        parts.append(r"[\s-]*".join(words))
+        # Words may be separated by anything `_normalise` turns into a space ("in‐context", "in_context"),
+        # so that a phrase the rules matched is also found here to be shown.
+        words = [re.escape(w) for w in re.split(r"[\W_]+", phrase.strip()) if w]
+        parts.append(r"[\W_]*".join(words))
     # Longest first so a report names the most specific phrase that matched.
     parts.sort(key=len, reverse=True)
     return r"(?<![\w-])(?:" + "|".join(parts) + r")(?![\w])"
@@ -281,7 +284,10 @@ class SystemIndex:
 
 
 def build_vectorizer(params: dict[str, Any]) -> TfidfVectorizer:
-    words = params.get("tokenizer") == "words"
+    tokenizer = params.get("tokenizer")
+    if tokenizer not in ("words", "regex"):
+        raise ModelError(f"unknown tokenizer {tokenizer!r} in the model's parameters (known: words, regex)")
+    words = tokenizer == "words"
     return TfidfVectorizer(
         lowercase=True,
         stop_words="english",
@@ -363,8 +369,9 @@ def tfidf_transform(vec: TfidfVectorizer, texts: Sequence[str]) -> sp.csr_matrix
     scikit-learn builds every word pair of an abstract as a string and looks each up inside try/except,
     and most pairs are not in the vocabulary, so it pays for a join and an exception per miss. Here a
     paper's n-grams are counted as tuples of tokens (zip, in C), and one set intersection with the
-    vocabulary's keys (also in C) finds the few that count. Tokenising, stop words and the TF-IDF weighting
-    and normalisation are scikit-learn's own (tests/test_classify.py checks the matrices are equal).
+    vocabulary's keys (also in C) finds the few that count. Tokenising is the vectorizer's own (`tokenize`,
+    or the regex of older models, plus scikit-learn's stop-word filter), and so are the TF-IDF weighting
+    and normalisation (tests/test_classify.py checks the matrices are equal).
     """
     lookup = _ngram_lookup(vec)
     if not texts:  # scikit-learn's transformer refuses zero rows
@@ -397,17 +404,20 @@ def tfidf_transform(vec: TfidfVectorizer, texts: Sequence[str]) -> sp.csr_matrix
     return vec._tfidf.transform(X, copy=False)
 
 
-# Per vectorizer: its vocabulary keyed by token (unigrams) or tuple of tokens (n-grams), built once.
-_LOOKUPS: weakref.WeakKeyDictionary[TfidfVectorizer, dict[Any, int]] = weakref.WeakKeyDictionary()
+# Per vectorizer: its vocabulary keyed by token (unigrams) or tuple of tokens (n-grams), built once, and
+# the vocabulary it was built from (a refitted vectorizer has a new one, and gets a new lookup).
+_LOOKUPS: weakref.WeakKeyDictionary[TfidfVectorizer, tuple[dict[str, int], dict[Any, int]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _ngram_lookup(vec: TfidfVectorizer) -> dict[Any, int]:
-    lookup = _LOOKUPS.get(vec)
-    if lookup is None:
+    cached = _LOOKUPS.get(vec)
+    if cached is None or cached[0] is not vec.vocabulary_:
         # Tokens never contain a space, so splitting an n-gram on spaces gives its tokens.
         lookup = {(tuple(term.split(" ")) if " " in term else term): j for term, j in vec.vocabulary_.items()}
-        _LOOKUPS[vec] = lookup
-    return lookup
+        cached = _LOOKUPS[vec] = (vec.vocabulary_, lookup)
+    return cached[1]
 
 
 def margins(estimators: Sequence[LinearSVC], X: sp.csr_matrix) -> np.ndarray:
@@ -486,15 +496,18 @@ def choose_mode(
 ) -> str:  # fmt: skip
     """The mode (see MODES) with the best F1 on one tag's cross-validated predictions.
 
-    A mode using the title rule is only eligible if that rule fires on at most `rate` of the corpus
+    A mode using the title rule is only eligible if what it tags covers at most `rate` of the corpus
     rows: the same stream budget the thresholds are held to (MIT's rule, "MLLM" in a title, is too broad).
+    F1 is measured on the training rows: the model's part from its cross-validated scores, the title
+    rule's as is (it has nothing to fit).
     """
-    if stream is not None and stream.any() and title_hits[stream].mean() > rate:
-        return "model"
     # Simplest first, so a tie keeps the model, or the title rule alone when the model adds nothing to it.
     candidates = {"model": above, "title": title_hits, "model+title": above | title_hits}
+    budget = stream is not None and stream.any() and rate > 0  # as for the thresholds: rate 0 = no cap
     best, best_f1 = "model", -1.0
     for mode, pred in candidates.items():
+        if mode != "model" and budget and pred[stream].mean() > rate:
+            continue  # the stream budget holds for what the mode tags in all, not for each part alone
         f1 = _prf(truth, pred)["f1"]
         if f1 > best_f1 + 1e-9:
             best, best_f1 = mode, f1
@@ -527,6 +540,8 @@ def fit(
     saves three of four vectorizer fits (the slowest part of training). Outer evaluation folds
     (`evaluate`) still fit the vectorizer on their training part only.
     """
+    if titles is not None and len(titles) != len(texts):
+        raise ValueError(f"{len(titles)} titles for {len(texts)} texts")
     rule_cols = rules.hits(texts, model_tags) * params["rule_weight"]
     vec = build_vectorizer(params)
     X = sp.hstack([vec.fit_transform(np.asarray(texts, dtype=object)), rule_cols], format="csr")
@@ -573,7 +588,7 @@ class TrainingSet:
     texts: list[str]
     tags: list[set[str]]
     stream: np.ndarray  # True for rows from the unlabelled corpus (negatives)
-    titles: list[str] = field(default_factory=list)
+    titles: list[str]  # the rows' titles, for the title rules and named systems
 
     def matrix(self, tags: Sequence[str]) -> np.ndarray:
         return np.array([[t in s for t in tags] for s in self.tags], dtype=np.int8).reshape(
@@ -1064,13 +1079,17 @@ def explain(db: Database, db_path: Path, arxiv_id: str, terms: int = 6) -> Expla
     W = model.weights()
     names = model.feature_names()
     carried = {r["tag"] for r in store.paper_tag_rows(db, arxiv_id)}
+    title_fired = model.rules.fired_all(title or "")
     out = []
     for j, tag in enumerate(model.model_tags):
         th = float(model.thresholds[j])
         mode = model.modes[j]
-        in_title = model.rules.matched(tag, title or "") if mode != "model" else []
-        if tag not in carried and S[j] < th / 2 and not in_title:
-            continue  # neither carried nor a near miss
+        # The same test `predict` uses; `matched` only finds the phrases to show.
+        fired_in_title = mode != "model" and tag in title_fired
+        in_title = (model.rules.matched(tag, title or "") or ["fired"]) if fired_in_title else []
+        near = S[j] >= th / 2 and mode != "title"  # a tag its title rule alone decides has no near misses
+        if tag not in carried and not near and not fired_in_title:
+            continue
         contrib = X.data * W[X.indices, j]
         order = np.argsort(-contrib)
         up = [(str(names[X.indices[k]]), float(contrib[k])) for k in order[:terms] if contrib[k] > 0]
@@ -1194,7 +1213,9 @@ def render_explanation(e: Explanation) -> str:
     lines.append(f"tags: {carried}")
     for x in e.model:
         above = x.score >= x.threshold and x.mode != "title"
-        verdict = "TAGGED" if above or x.title_rule else "near miss"
+        verdict = "TAGGED" if above else "TAGGED by its title rule" if x.title_rule else "near miss"
+        if x.mode == "title" and not x.title_rule:
+            verdict = "not tagged: its title rule did not fire"
         if x.tag in e.manual:  # a person's label wins over the model: say so next to the model's view
             side = "above" if above or x.title_rule else "below"
             person = "added" if e.manual[x.tag] == "add" else "removed"
