@@ -161,10 +161,16 @@ _SPACE_TABLE = {
 def _normalise(text: str) -> str:
     # Lowercase words separated by single spaces, padded: a phrase " a b " found in it matches whole words,
     # and "chain-of-thought" equals "chain of thought".
+    return _normalised_words(text)[0]
+
+
+def _normalised_words(text: str) -> tuple[str, list[str]]:
+    """`_normalise(text)` and its words (the hot path needs both; splitting twice costs 5 % of a paper)."""
     spaced = text.lower().translate(_SPACE_TABLE)
     if not spaced.isascii() and _NON_WORD.search(spaced.replace(" ", "")):
         spaced = _NON_WORD.sub(" ", spaced)
-    return " " + " ".join(spaced.split()) + " "
+    words = spaced.split()
+    return " " + " ".join(words) + " ", words
 
 
 @dataclass
@@ -199,10 +205,10 @@ class RuleSet:
         Only phrases whose first word occurs in the text are tried (a set intersection in C), so the
         cost does not grow with the number of phrases: the classify hot path runs this once per paper.
         """
-        norm = _normalise(text)
+        norm, words = _normalised_words(text)
         keyword_hits: set[str] = set()
         context_hits: set[str] = set()
-        for word in self._first_words.intersection(norm.split()):
+        for word in self._first_words.intersection(words):
             for slug, is_context, phrase in self._by_first[word]:
                 if phrase in norm:
                     (context_hits if is_context else keyword_hits).add(slug)
@@ -837,11 +843,12 @@ def load_model(
 
 @dataclass
 class Tagging:
-    """What the tracker concludes for one paper: tags with (score, source, why) and per-tag model scores."""
+    """What the tracker concludes for one paper: tags with (score, source) and the model scores worth keeping."""
 
     arxiv_id: str
     tags: dict[str, tuple[float, str]]  # tag -> (score, source)
-    scores: dict[str, tuple[float, float]]  # model tag -> (score, threshold)
+    # model tag -> (score, threshold), where the score reaches half the threshold (tagged or a near miss)
+    scores: dict[str, tuple[float, float]]
 
 
 def predict(
@@ -856,14 +863,20 @@ def predict(
     fired = [model.rules.fired_all(text) for text in texts]  # once per paper: features and rule tags
     S = model.scores(texts, fired)
     by_model, by_title = decide(model.thresholds <= S, title_hits(model, papers), model.modes)
+    # A tag decided by its title rule alone has no model verdict to be near: no score is kept for it.
+    kept = (model.thresholds / 2 <= S) & np.array([m != "title" for m in model.modes], dtype=bool)
+    # Whole-matrix work in numpy, then plain lists per paper: per-row numpy calls cost more than the rest.
+    scores, thresholds, tag_names = S.tolist(), model.thresholds.tolist(), model.model_tags
+    model_rows, title_rows, kept_rows = _row_lists(by_model), _row_lists(by_title), _row_lists(kept)
     rule_tags = set(model.rule_tags)
     out = []
     for i, (arxiv_id, title, _) in enumerate(papers):
         tags: dict[str, tuple[float, str]] = {}
-        for j in np.flatnonzero(by_model[i]):
-            tags[model.model_tags[j]] = (float(S[i, j]), "model")
-        for j in np.flatnonzero(by_title[i]):
-            tags[model.model_tags[j]] = (1.0, "rule")
+        row = scores[i]
+        for j in model_rows[i]:
+            tags[tag_names[j]] = (row[j], "model")
+        for j in title_rows[i]:
+            tags[tag_names[j]] = (1.0, "rule")
         for tag in sorted(fired[i] & rule_tags):
             tags.setdefault(tag, (1.0, "rule"))
         for tag, _name in model.system_index.tags(arxiv_id, title):
@@ -873,14 +886,16 @@ def predict(
                 tags[tag] = (1.0, "manual")
             else:
                 tags.pop(tag, None)
-        # A tag decided by its title rule alone has no model verdict to be near: no score is kept for it.
-        scores = {
-            t: (float(S[i, j]), float(model.thresholds[j]))
-            for j, t in enumerate(model.model_tags)
-            if model.modes[j] != "title"
-        }
-        out.append(Tagging(arxiv_id, tags, scores))
+        out.append(Tagging(arxiv_id, tags, {tag_names[j]: (row[j], thresholds[j]) for j in kept_rows[i]}))
     return out
+
+
+def _row_lists(mask: np.ndarray) -> list[list[int]]:
+    """For each row of a boolean matrix, the columns that are True, in order."""
+    rows: list[list[int]] = [[] for _ in range(mask.shape[0])]
+    for i, j in zip(*np.nonzero(mask), strict=True):
+        rows[i].append(int(j))
+    return rows
 
 
 def title_hits(model: Model, papers: Sequence[tuple[str, str, str]]) -> np.ndarray:
@@ -952,11 +967,7 @@ def chunk_rows(
         for tag, (score, source) in r.tags.items():
             owner = model_id if source != "manual" else None
             out.tags.append((r.arxiv_id, tag, model.facets.get(tag, ""), round(score, 4), source, owner))
-        out.scores += [
-            (r.arxiv_id, t, round(s, 4), round(th, 4), model_id)
-            for t, (s, th) in r.scores.items()
-            if s >= th / 2
-        ]
+        out.scores += [(r.arxiv_id, t, round(s, 4), round(th, 4), model_id) for t, (s, th) in r.scores.items()]
         slugs = sorted(r.tags, key=lambda t: order.get(t, len(order)))
         out.papers.append((r.arxiv_id, json.dumps(slugs), model_id))
         out.tagged += bool(r.tags)
