@@ -336,7 +336,8 @@ def test_a_tag_whose_title_rule_beats_the_model_is_decided_by_it(db_path, taxono
     data = _fixture_training_set(labels, records)
     tags = classify.model_tags_for(taxonomy, data)
     Y, rules = data.matrix(tags), classify.RuleSet.from_taxonomy(taxonomy)
-    default = classify.fit(data.texts, Y, tags, rules, classify.DEFAULT_PARAMS, data.stream, data.titles)
+    titled = classify.title_rule_hits(rules, data.titles, tags)
+    default = classify.fit(data.texts, Y, tags, rules, classify.DEFAULT_PARAMS, data.stream, titled)
     assert default.modes[tags.index("M-CoT")] == "model"
     assert default.title_hits[data.stream, tags.index("M-CoT")].sum() == 1
 

@@ -485,6 +485,16 @@ def best_threshold(scores: np.ndarray, truth: np.ndarray, beta: float = 1.0) -> 
     return float((s[k] + nxt) / 2), float(f[k])
 
 
+def _uses(modes: Sequence[str], part: str) -> np.ndarray:
+    """Per tag: does its mode use `part` ("model" or "title")?"""
+    return np.array([part in mode.split("+") for mode in modes], dtype=bool)
+
+
+def title_rule_hits(rules: RuleSet, titles: Sequence[str], tags: Sequence[str]) -> np.ndarray:
+    """titles x tags: does the tag's keyword rule fire on the title."""
+    return rules.hits([title or "" for title in titles], tags).toarray().astype(bool)
+
+
 def decide(above: np.ndarray, title_hits: np.ndarray, modes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Which (paper, tag) pairs the model gives and which the title rule gives, under each tag's mode.
 
@@ -492,8 +502,8 @@ def decide(above: np.ndarray, title_hits: np.ndarray, modes: Sequence[str]) -> t
     :param title_hits: papers x model tags, the tag's keyword rule fires on the title
     :returns: (by model, by title rule); disjoint, their union is the tags given
     """
-    by_model = above & np.array([m != "title" for m in modes], dtype=bool)
-    by_title = title_hits & np.array([m != "model" for m in modes], dtype=bool) & ~by_model
+    by_model = above & _uses(modes, "model")
+    by_title = title_hits & _uses(modes, "title") & ~by_model
     return by_model, by_title
 
 
@@ -533,21 +543,22 @@ class Fitted:
 
 def fit(
     texts: Sequence[str], Y: np.ndarray, model_tags: Sequence[str], rules: RuleSet, params: dict[str, Any],
-    stream: np.ndarray | None = None, titles: Sequence[str] | None = None,
+    stream: np.ndarray | None = None, title_hits: np.ndarray | None = None,
 ) -> Fitted:  # fmt: skip
     """Fit vectorizer + estimators; calibrate, choose thresholds and modes on inner cross-validated margins.
 
     :param stream: marks the rows from the unlabelled corpus; each threshold is raised, if needed, so that
         at most `max_stream_rate` of them score above it
-    :param titles: the rows' titles; without them every tag is decided by its model alone
+    :param title_hits: rows x model tags, `title_rule_hits` of the rows' titles; without them every tag is
+        decided by its model alone
 
     The vectorizer is fitted once on all of `texts` and its matrix sliced for the inner folds: its
     vocabulary and IDF are label-free statistics, so nothing of a held-out paper's tags leaks, and it
     saves three of four vectorizer fits (the slowest part of training). Outer evaluation folds
     (`evaluate`) still fit the vectorizer on their training part only.
     """
-    if titles is not None and len(titles) != len(texts):
-        raise ValueError(f"{len(titles)} titles for {len(texts)} texts")
+    if title_hits is not None and title_hits.shape != Y.shape:
+        raise ValueError(f"title hits of shape {title_hits.shape} for labels of shape {Y.shape}")
     rule_cols = rules.hits(texts, model_tags) * params["rule_weight"]
     vec = build_vectorizer(params)
     X = sp.hstack([vec.fit_transform(np.asarray(texts, dtype=object)), rule_cols], format="csr")
@@ -562,11 +573,10 @@ def fit(
     rate = params["max_stream_rate"]
     if stream is not None and stream.any() and rate > 0:
         thresholds = np.maximum(thresholds, np.quantile(oof[stream], 1 - rate, axis=0))
-    if titles is None:
+    if title_hits is None:
         title_hits = np.zeros(Y.shape, dtype=bool)
         modes = ["model"] * Y.shape[1]
     else:
-        title_hits = rules.hits(titles, model_tags).toarray().astype(bool)
         modes = [
             choose_mode(oof[:, j] >= thresholds[j], title_hits[:, j], Y[:, j].astype(bool), stream, rate)
             for j in range(Y.shape[1])
@@ -672,7 +682,7 @@ def train(
             f"no tag has {MIN_POSITIVES} labelled papers with an abstract; add labels and retrain"
         )
     Y = data.matrix(tags)
-    fitted = fit(data.texts, Y, tags, rules, params, data.stream, data.titles)
+    fitted = fit(data.texts, Y, tags, rules, params, data.stream, title_rule_hits(rules, data.titles, tags))
     by_model, by_title = decide(fitted.oof >= fitted.thresholds, fitted.title_hits, fitted.modes)
     cv: dict[str, dict[str, Any]] = {}
     for j, tag in enumerate(tags):
@@ -862,9 +872,12 @@ def predict(
     texts = [paper_text(title, abstract) for _, title, abstract in papers]
     fired = [model.rules.fired_all(text) for text in texts]  # once per paper: features and rule tags
     S = model.scores(texts, fired)
-    by_model, by_title = decide(model.thresholds <= S, title_hits(model, papers), model.modes)
+    titled = np.zeros(S.shape, dtype=bool)
+    if _uses(model.modes, "title").any():  # else no tag looks at titles: skip matching them
+        titled = title_rule_hits(model.rules, [title for _, title, _ in papers], model.model_tags)
+    by_model, by_title = decide(model.thresholds <= S, titled, model.modes)
     # A tag decided by its title rule alone has no model verdict to be near: no score is kept for it.
-    kept = (model.thresholds / 2 <= S) & np.array([m != "title" for m in model.modes], dtype=bool)
+    kept = (model.thresholds / 2 <= S) & _uses(model.modes, "model")
     # Whole-matrix work in numpy, then plain lists per paper: per-row numpy calls cost more than the rest.
     scores, thresholds, tag_names = S.tolist(), model.thresholds.tolist(), model.model_tags
     model_rows, title_rows, kept_rows = _row_lists(by_model), _row_lists(by_title), _row_lists(kept)
@@ -896,17 +909,6 @@ def _row_lists(mask: np.ndarray) -> list[list[int]]:
     for i, j in zip(*np.nonzero(mask), strict=True):
         rows[i].append(int(j))
     return rows
-
-
-def title_hits(model: Model, papers: Sequence[tuple[str, str, str]]) -> np.ndarray:
-    """papers x model tags: does the tag's keyword rule fire on the title (only for tags whose mode uses it)."""
-    hits = np.zeros((len(papers), len(model.model_tags)), dtype=bool)
-    cols = {t: j for j, t in enumerate(model.model_tags) if model.modes[j] != "model"}
-    if cols:
-        for i, (_, title, _) in enumerate(papers):
-            for tag in model.rules.fired_all(title or "") & cols.keys():
-                hits[i, cols[tag]] = True
-    return hits
 
 
 @dataclass
@@ -1166,15 +1168,14 @@ def evaluate(
         )
     Y = data.matrix(tags)
     texts = np.asarray(data.texts, dtype=object)
-    titles = np.asarray(data.titles, dtype=object)
-    title_rule = rules.hits(list(titles), tags).toarray().astype(bool)
+    title_rule = title_rule_hits(rules, data.titles, tags)
     product = np.zeros(Y.shape, dtype=bool)
     svc = np.zeros(Y.shape, dtype=bool)
     folds = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=RANDOM_STATE + 1)
     for k, (tr, te) in enumerate(folds.split(texts, _strata(Y))):
         if progress:
             progress(f"fold {k + 1}/{CV_FOLDS}")
-        fitted = fit(list(texts[tr]), Y[tr], tags, rules, params, data.stream[tr], list(titles[tr]))
+        fitted = fit(list(texts[tr]), Y[tr], tags, rules, params, data.stream[tr], title_rule[tr])
         X = sp.hstack(
             [fitted.tfidf.transform(texts[te]), rules.hits(list(texts[te]), tags) * params["rule_weight"]],
             format="csr",
@@ -1213,7 +1214,7 @@ def render_train(report: TrainReport) -> str:
     for tag, m in report.cv.items():
         lines.append(
             f"{tag:15} {m['support']:>7} {m['precision']:>5.2f} {m['recall']:>5.2f} {m['f1']:>5.2f} {m['threshold']:>9.3f}"
-            f"  {m.get('mode', 'model')}"
+            f"  {m['mode']}"
         )
     return "\n".join(lines)
 
