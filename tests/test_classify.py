@@ -1,4 +1,4 @@
-"""classify.py: train / save / load / classify / label / explain / evaluate on real abstracts from the fixtures.
+"""tracker.classify: train / save / load / classify / label / explain / evaluate on real abstracts from the fixtures.
 
 Models here are trained on the fixture subset (about 120 papers) so the tests stay fast; one test trains
 on the full bundled data through the CLI.
@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from helpers import run_on_terminal
 
 from tracker import classify, store
+from tracker.classify import fitting, modelfile, pipeline
 from tracker.cli import cli
 from tracker.config import REPO_DIR, model_paths
 from tracker.errors import ModelError
@@ -119,9 +120,9 @@ def test_a_model_saved_before_the_tokenizer_setting_loads_with_the_regex(db_path
     _train(db_path, taxonomy, labels, records)
     model_path, _meta = model_paths(db_path)
     obj = sio.load(model_path, trusted=classify.TRUSTED_TYPES)
-    assert classify._model_from_obj(obj).tfidf.tokenizer is classify.tokenize
+    assert modelfile._model_from_obj(obj).tfidf.tokenizer is classify.tokenize
     del obj["params"]["tokenizer"], obj["modes"]
-    legacy = classify._model_from_obj(obj)
+    legacy = modelfile._model_from_obj(obj)
     assert legacy.tfidf.tokenizer is None and legacy.tfidf.token_pattern == classify.TOKEN_PATTERN
     assert legacy.modes == ["model"] * len(legacy.model_tags)  # saved before modes: the model decides
 
@@ -302,7 +303,7 @@ def test_evaluate_reports_product_and_baselines(taxonomy, labels, records):
     for tag in report["tags"]:
         truth = np.array([tag in tags for tags in data.tags])
         pred = np.array([tag in f for f in fired])
-        expected = classify._prf(truth, pred)
+        expected = fitting._prf(truth, pred)
         assert report["systems"]["keyword"]["per_tag"][tag] == expected
     core = [t for t in report["tags"] if t in classify.CORE_TAGS]
     given = sum(tag in f for f in fired for tag in core)
@@ -420,11 +421,11 @@ def test_classify_shows_a_progress_bar_on_a_terminal_and_nothing_under_cron(
 def test_worker_processes_tag_exactly_like_one_process(db_path, taxonomy, labels, records, monkeypatch):
     _train(db_path, taxonomy, labels, records)
     db = store.open_db(db_path)
-    monkeypatch.setattr(classify, "CHUNK_SIZE", 16)  # several chunks, so the worker pool is used
-    monkeypatch.setattr(classify.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(pipeline, "CHUNK_SIZE", 16)  # several chunks, so the worker pool is used
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
     report = classify.run_classify(db, db_path, all_papers=True)
     parallel = _tags(db_path)
-    monkeypatch.setattr(classify, "MAX_WORKERS", 1)
+    monkeypatch.setattr(pipeline, "MAX_WORKERS", 1)
     assert classify.run_classify(db, db_path, all_papers=True).papers == report.papers
     assert _tags(db_path) == parallel
     assert report.papers == len({r["id"] for r in records})

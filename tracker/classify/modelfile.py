@@ -1,0 +1,281 @@
+"""The trained model: `train` saves it as a skops file of plain arrays plus a JSON sidecar; `load_model`
+checks and loads it. Never pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shlex
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import sklearn
+import skops
+import skops.io as sio
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from tracker.classify.data import MIN_POSITIVES, TrainingSet, model_tags_for
+from tracker.classify.features import build_vectorizer, tfidf_transform
+from tracker.classify.fitting import DEFAULT_PARAMS, _calibrate, _prf, decide, fit, title_rule_hits
+from tracker.classify.matching import RuleSet, SystemIndex
+from tracker.errors import ModelError
+from tracker.rules import NamedSystem, Taxonomy
+
+# Reviewed list of the types a model file may contain (skops refuses anything else on load).
+# They are the estimators this module builds and the plain containers around them; nothing here can run
+# code at load time. Adding an estimator to the model means adding its type here after review.
+# The model is saved as plain arrays (vocabulary, idf, weights), not as fitted scikit-learn objects: skops
+# writes a fitted TfidfVectorizer's vocabulary as one array per term, which took 190 s to save and 22 s to
+# load for 126k terms. Plain arrays save in under a second, and the reviewed list stays tiny.
+TRUSTED_TYPES = [
+    "builtins.dict",
+    "builtins.list",
+    "builtins.tuple",
+    "builtins.str",
+    "builtins.float",
+    "builtins.int",
+    "builtins.bool",
+    "numpy.dtype",
+    "numpy.float64",
+    "numpy.int64",
+    "numpy.ndarray",
+]
+
+
+@dataclass
+class Model:
+    """A trained classifier: vectorizer, one linear scorer per model tag, calibration, thresholds, rules."""
+
+    tfidf: TfidfVectorizer
+    W: np.ndarray  # (n_features, n_tags): TF-IDF terms then one rule column per model tag
+    b: np.ndarray  # (n_tags,)
+    platt: np.ndarray  # (n_tags, 2): score = sigmoid(a * margin + b)
+    model_tags: list[str]
+    thresholds: np.ndarray
+    modes: list[str]  # per model tag, one of MODES
+    rules: RuleSet
+    rule_tags: list[str]  # tags assigned by rules alone
+    systems: list[NamedSystem]
+    facets: dict[str, str]  # tag -> facet, taxonomy order
+    params: dict[str, Any]
+    _names: np.ndarray | None = field(default=None, repr=False)
+    _systems: SystemIndex | None = field(default=None, repr=False)
+
+    @property
+    def system_index(self) -> SystemIndex:
+        if self._systems is None:
+            self._systems = SystemIndex(self.systems)
+        return self._systems
+
+    def features(self, texts: Sequence[str], fired: Sequence[set[str]] | None = None) -> sp.csr_matrix:
+        tf = tfidf_transform(self.tfidf, texts)
+        rules = self.rules.hits(texts, self.model_tags, fired) * self.params["rule_weight"]
+        return sp.hstack([tf, rules], format="csr")
+
+    def scores(self, texts: Sequence[str], fired: Sequence[set[str]] | None = None) -> np.ndarray:
+        """Calibrated score of every model tag for every text (rows = texts)."""
+        if not texts:
+            return np.zeros((0, len(self.model_tags)))
+        return _calibrate(np.asarray(self.features(texts, fired) @ self.W) + self.b, self.platt)
+
+    def weights(self) -> np.ndarray:
+        """(n_features, n_tags) coefficients, for `explain`."""
+        return self.W
+
+    def feature_names(self) -> np.ndarray:
+        if self._names is None:
+            self._names = np.concatenate(
+                [self.tfidf.get_feature_names_out(), np.array([f"rule:{t}" for t in self.model_tags])]
+            )
+        return self._names
+
+
+@dataclass
+class TrainReport:
+    model_id: str
+    papers: int
+    positives: dict[str, int]
+    cv: dict[str, dict[str, Any]]
+    seconds: float
+    model_path: Path
+    model: Model | None = None
+
+
+def train(
+    taxonomy: Taxonomy, data: TrainingSet, model_path: Path, meta_path: Path, label_hash: str,
+    params: dict[str, Any] | None = None,
+) -> TrainReport:  # fmt: skip
+    """Train on `data`, save the model (skops) and its sidecar, and report cross-validated scores per tag."""
+    started = time.monotonic()
+    params = {**DEFAULT_PARAMS, **(params or {})}
+    rules = RuleSet.from_taxonomy(taxonomy)
+    tags = model_tags_for(taxonomy, data)
+    if not tags:
+        raise ModelError(
+            f"no tag has {MIN_POSITIVES} labelled papers with an abstract; add labels and retrain"
+        )
+    Y = data.matrix(tags)
+    fitted = fit(data.texts, Y, tags, rules, params, data.stream, title_rule_hits(rules, data.titles, tags))
+    by_model, by_title = decide(fitted.oof >= fitted.thresholds, fitted.title_hits, fitted.modes)
+    cv: dict[str, dict[str, Any]] = {}
+    for j, tag in enumerate(tags):
+        cv[tag] = _prf(Y[:, j].astype(bool), by_model[:, j] | by_title[:, j]) | {
+            "threshold": round(float(fitted.thresholds[j]), 4), "mode": fitted.modes[j]}  # fmt: skip
+    vocabulary = fitted.tfidf.vocabulary_
+    terms = sorted(vocabulary, key=vocabulary.__getitem__)
+    obj = {
+        "terms": np.array(terms, dtype=str),
+        "idf": np.asarray(fitted.tfidf.idf_, dtype=np.float64),
+        "W": np.stack([e.coef_.ravel() for e in fitted.estimators], axis=1).astype(np.float64),
+        "b": np.array([float(e.intercept_[0]) for e in fitted.estimators]),
+        "platt": fitted.platt,
+        "model_tags": list(tags),
+        "thresholds": fitted.thresholds,
+        "modes": list(fitted.modes),
+        "rules": {
+            k: {"keywords": list(v["keywords"]), "context": list(v["context"])} for k, v in rules.spec.items()
+        },
+        "rule_tags": [t.slug for t in taxonomy.tags if t.slug not in tags and t.keywords],
+        "systems": [
+            {"name": s.name, "tags": list(s.tags), "arxiv_id": s.arxiv_id or "", "title": s.title or ""}
+            for s in taxonomy.named_systems
+        ],
+        "facets": {t.slug: t.facet for t in taxonomy.tags},
+        "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
+    }
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = model_path.with_suffix(".tmp")
+    sio.dump(obj, tmp)
+    model_id = content_id(obj)
+    meta = {
+        "model_id": model_id,
+        # The file's own hash, checked on load; the id above names what the model computes, so the same
+        # training gives the same id (the zip file's timestamps differ from one dump to the next).
+        "file_sha256": hashlib.sha256(tmp.read_bytes()).hexdigest(),
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sklearn": sklearn.__version__,
+        "skops": skops.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "label_hash": label_hash,
+        "papers": len(data.ids),
+        "labelled": int((~data.stream).sum()),
+        "model_tags": list(tags),
+        "rule_tags": obj["rule_tags"],
+        "positives": {t: int(Y[:, j].sum()) for j, t in enumerate(tags)},
+        "modes": dict(zip(tags, fitted.modes, strict=True)),
+        "cv": cv,
+        "params": obj["params"],
+        "git_commit": _git_commit(),
+    }
+    # Sidecar first, then the model: a reader never finds a model without its matching sidecar.
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(model_path)
+    seconds = time.monotonic() - started
+    return TrainReport(
+        model_id, len(data.ids), meta["positives"], cv, seconds, model_path, _model_from_obj(obj)
+    )
+
+
+def content_id(obj: dict[str, Any]) -> str:
+    """A short hash of a saved model's contents (arrays by dtype, shape and bytes; the rest as JSON).
+
+    This module's own source is hashed in too: it turns the saved arrays into tags (text building, rule
+    matching, thresholds), so after an upgrade that changes it, a retrain gives a new id and `classify`
+    re-tags every paper even if the trained numbers came out the same.
+    """
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    for key in sorted(obj):
+        value = obj[key]
+        h.update(key.encode())
+        if isinstance(value, np.ndarray):
+            h.update(f"{value.dtype.str}{value.shape}".encode())
+            h.update(np.ascontiguousarray(value).tobytes())
+        else:
+            h.update(json.dumps(value, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:12]
+
+
+def _git_commit() -> str | None:
+    head = Path(__file__).resolve().parents[2] / ".git" / "HEAD"
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            return (head.parent / ref[5:]).read_text().strip()
+        return ref
+    except OSError:
+        return None
+
+
+def _model_from_obj(obj: dict[str, Any]) -> Model:
+    systems = [
+        NamedSystem(s["name"], tuple(s["tags"]), s["arxiv_id"] or None, s["title"] or None)
+        for s in obj["systems"]
+    ]
+    params = {**DEFAULT_PARAMS, "tokenizer": "regex", **obj["params"]}  # saved before `tokenize`: regex
+    tfidf = build_vectorizer(params)
+    # A vectorizer with a fixed vocabulary and idf transforms exactly like the fitted one (tested).
+    tfidf.vocabulary_ = {str(term): i for i, term in enumerate(obj["terms"])}
+    tfidf.idf_ = np.asarray(obj["idf"])
+    return Model(
+        tfidf=tfidf,
+        W=np.asarray(obj["W"], dtype=np.float64),
+        b=np.asarray(obj["b"], dtype=np.float64),
+        platt=np.asarray(obj["platt"]),
+        model_tags=list(obj["model_tags"]),
+        thresholds=np.asarray(obj["thresholds"]),
+        # Model files saved before modes existed decide every tag by the model.
+        modes=list(obj.get("modes") or ["model"] * len(obj["model_tags"])),
+        rules=RuleSet(obj["rules"]),
+        rule_tags=list(obj["rule_tags"]),
+        systems=systems,
+        facets=dict(obj["facets"]),
+        params=params,
+    )
+
+
+def load_model(
+    model_path: Path, meta_path: Path, db_path: Path | None = None
+) -> tuple[Model, dict[str, Any]]:
+    """Load a model this machine trained; refuse one from another scikit-learn version or a tampered file.
+
+    :param db_path: the database the model belongs to, named in the "run: tracker train ..." advice
+    """
+    retrain = f"run: tracker train {shlex.quote(str(db_path)) if db_path else 'DB_PATH'}"
+    if not model_path.exists() or not meta_path.exists():
+        raise ModelError(f"{model_path}: no model yet; {retrain}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ModelError(f"{meta_path}: sidecar is not valid JSON; {retrain}") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{meta_path}: sidecar is not a JSON object; {retrain}")
+    if meta.get("sklearn") != sklearn.__version__:
+        raise ModelError(
+            f"{model_path} was trained with scikit-learn {meta.get('sklearn')}, this is {sklearn.__version__}; "
+            + retrain
+        )
+    raw = model_path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    # Sidecars written before file_sha256 existed used the first 12 hex digits of the file's hash as the id.
+    expected = meta.get("file_sha256")
+    if (digest != expected) if expected else (digest[:12] != meta.get("model_id")):
+        raise ModelError(
+            f"{model_path} does not match its sidecar {meta_path.name}; {retrain}"
+        )
+    untrusted = set(sio.get_untrusted_types(data=raw)) - set(TRUSTED_TYPES)
+    if untrusted:
+        raise ModelError(
+            f"{model_path} holds types outside the reviewed list: {', '.join(sorted(untrusted))}"
+        )
+    obj = sio.loads(raw, trusted=TRUSTED_TYPES)
+    model = _model_from_obj(obj)
+    return model, meta

@@ -1,0 +1,107 @@
+"""Applying a loaded model: `predict` tags papers, `chunk_rows` turns a chunk's tags into database rows.
+
+Pure: the rows are written by `tracker.classify.pipeline` through `store`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tracker.classify.fitting import _uses, decide, title_rule_hits
+from tracker.classify.modelfile import Model
+from tracker.classify.text import paper_text
+
+
+@dataclass
+class Tagging:
+    """What the tracker concludes for one paper: tags with (score, source) and the model scores worth keeping."""
+
+    arxiv_id: str
+    tags: dict[str, tuple[float, str]]  # tag -> (score, source)
+    # model tag -> (score, threshold), where the score reaches half the threshold (tagged or a near miss)
+    scores: dict[str, tuple[float, float]]
+
+
+def predict(
+    model: Model, papers: Sequence[tuple[str, str, str]], manual: dict[str, dict[str, str]] | None = None
+) -> list[Tagging]:
+    """Tag (arxiv_id, title, abstract) papers: model (or title rule, by each tag's mode), then keyword rules,
+    then named systems; manual labels last.
+
+    :param manual: {arxiv_id: {tag: 'add' | 'remove'}}: a person's word wins over everything else
+    """
+    texts = [paper_text(title, abstract) for _, title, abstract in papers]
+    fired = [model.rules.fired_all(text) for text in texts]  # once per paper: features and rule tags
+    S = model.scores(texts, fired)
+    titled = np.zeros(S.shape, dtype=bool)
+    if _uses(model.modes, "title").any():  # else no tag looks at titles: skip matching them
+        titled = title_rule_hits(model.rules, [title for _, title, _ in papers], model.model_tags)
+    by_model, by_title = decide(model.thresholds <= S, titled, model.modes)
+    # A tag decided by its title rule alone has no model verdict to be near: no score is kept for it.
+    kept = (model.thresholds / 2 <= S) & _uses(model.modes, "model")
+    # Whole-matrix work in numpy, then plain lists per paper: per-row numpy calls cost more than the rest.
+    scores, thresholds, tag_names = S.tolist(), model.thresholds.tolist(), model.model_tags
+    model_rows, title_rows, kept_rows = _row_lists(by_model), _row_lists(by_title), _row_lists(kept)
+    rule_tags = set(model.rule_tags)
+    out = []
+    for i, (arxiv_id, title, _) in enumerate(papers):
+        tags: dict[str, tuple[float, str]] = {}
+        row = scores[i]
+        for j in model_rows[i]:
+            tags[tag_names[j]] = (row[j], "model")
+        for j in title_rows[i]:
+            tags[tag_names[j]] = (1.0, "rule")
+        for tag in sorted(fired[i] & rule_tags):
+            tags.setdefault(tag, (1.0, "rule"))
+        for tag, _name in model.system_index.tags(arxiv_id, title):
+            tags[tag] = (1.0, "rule")
+        for tag, action in (manual or {}).get(arxiv_id, {}).items():
+            if action == "add":
+                tags[tag] = (1.0, "manual")
+            else:
+                tags.pop(tag, None)
+        out.append(Tagging(arxiv_id, tags, {tag_names[j]: (row[j], thresholds[j]) for j in kept_rows[i]}))
+    return out
+
+
+def _row_lists(mask: np.ndarray) -> list[list[int]]:
+    """For each row of a boolean matrix, the columns that are True, in order."""
+    rows: list[list[int]] = [[] for _ in range(mask.shape[0])]
+    for i, j in zip(*np.nonzero(mask), strict=True):
+        rows[i].append(int(j))
+    return rows
+
+
+@dataclass
+class ChunkRows:
+    """The rows one chunk of papers writes: paper_tags, tag_scores and papers (tags JSON, tagged_by)."""
+
+    tags: list[tuple[str, str, str, float, str, str | None]]
+    scores: list[tuple[str, str, float, float, str]]
+    papers: list[tuple[str, str, str]]
+    tagged: int
+
+
+def chunk_rows(
+    model: Model, model_id: str, chunk: Sequence[tuple[str, str, str]], manual: dict[str, dict[str, str]]
+) -> ChunkRows:
+    """Tag one chunk and turn the result into database rows.
+
+    `tag_scores` keeps a model tag's score only when it reaches half the threshold: enough to list the
+    papers near a threshold (what to label next) without writing a row per paper and tag.
+    """
+    order = {t: i for i, t in enumerate(model.facets)}
+    out = ChunkRows([], [], [], 0)
+    for r in predict(model, chunk, manual):
+        for tag, (score, source) in r.tags.items():
+            owner = model_id if source != "manual" else None
+            out.tags.append((r.arxiv_id, tag, model.facets.get(tag, ""), round(score, 4), source, owner))
+        out.scores += [(r.arxiv_id, t, round(s, 4), round(th, 4), model_id) for t, (s, th) in r.scores.items()]
+        slugs = sorted(r.tags, key=lambda t: order.get(t, len(order)))
+        out.papers.append((r.arxiv_id, json.dumps(slugs), model_id))
+        out.tagged += bool(r.tags)
+    return out
