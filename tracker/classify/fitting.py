@@ -14,7 +14,6 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from tracker.classify.features import build_vectorizer
@@ -48,12 +47,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
 # model or the tag's keyword rule firing on the title; or by that title rule alone. A title that says
 # "multimodal in-context learning" is strong evidence the model cannot learn from ten examples.
 MODES = ("model", "model+title", "title")
-
-
-def build_pipeline(params: dict[str, Any] | None = None) -> Pipeline:
-    """The text half of one tag's model as a Pipeline (`tfidf`, `clf`), for grid keys `tfidf__*` / `clf__*`."""
-    params = {**DEFAULT_PARAMS, **(params or {})}
-    return Pipeline([("tfidf", build_vectorizer(params)), ("clf", _svm(params))])
 
 
 def _svm(params: dict[str, Any]) -> LinearSVC:

@@ -86,12 +86,6 @@ class RuleSet:
         norm = _normalise(text)
         return self._fires(slug, norm, set(norm.split()))
 
-    def fired(self, text: str, slugs: Sequence[str]) -> list[str]:
-        """The tags among `slugs` whose rule fires on `text`."""
-        norm = _normalise(text)
-        words = set(norm.split())
-        return [slug for slug in slugs if self._fires(slug, norm, words)]
-
     def matched(self, slug: str, text: str) -> list[str]:
         """The keyword (and context) phrases of `slug` found in `text`, for `explain`."""
         if not self.fires(slug, text):
