@@ -180,6 +180,30 @@ def test_model_from_another_sklearn_version_is_refused(db_path, taxonomy, labels
     assert result.exit_code == 1 and f"run: tracker train {db_path}" in result.output
 
 
+def test_model_of_another_format_is_refused_with_the_retrain_advice(db_path, taxonomy, labels, records):
+    _train(db_path, taxonomy, labels, records)
+    model_path, meta_path = model_paths(db_path)
+    meta = json.loads(meta_path.read_text())
+    assert meta["format"] == modelfile.MODEL_FORMAT == 2
+    expected = f"{model_path} is a model of format 1; this tracker reads format 2; run: tracker train DB_PATH"
+    for old in ({"format": 1}, {}):  # a sidecar written before the format number existed says nothing
+        meta.pop("format", None)
+        meta_path.write_text(json.dumps(meta | old))
+        with pytest.raises(ModelError) as refused:
+            classify.load_model(model_path, meta_path)
+        assert str(refused.value) == expected
+    # The model object carries the format too, and is checked as well.
+    obj = sio.load(model_path, trusted=classify.TRUSTED_TYPES)
+    obj["format"] = 1
+    sio.dump(obj, model_path)
+    meta |= {"format": 2, "file_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest()}
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=re.escape(expected)):
+        classify.load_model(model_path, meta_path)
+    result = CliRunner().invoke(cli, ["classify", str(db_path)])
+    assert result.exit_code == 1 and result.output.strip().endswith(f"run: tracker train {db_path}")
+
+
 def test_classify_tags_and_is_idempotent(db_path, taxonomy, labels, records):
     report = _train(db_path, taxonomy, labels, records)
     db = store.open_db(db_path)

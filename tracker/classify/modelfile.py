@@ -29,6 +29,13 @@ from tracker.classify.matching import RuleSet, SystemIndex
 from tracker.errors import ModelError
 from tracker.rules import NamedSystem, Taxonomy
 
+# The version of how a saved model's arrays turn into tags: text building, tokenizing, rule matching,
+# calibration, thresholds and modes (text, matching, features, fitting, predict). Bump it when that changes,
+# so a retrain gets a new model id and `classify` re-tags every paper even if the trained numbers came out
+# the same; a model of another format is refused on load. Comments, refactors and speed-ups that give the
+# same tags leave it alone (an id hashing the source made a comment edit re-tag every paper).
+# Format 1: models saved before this number existed.
+MODEL_FORMAT = 2
 # Reviewed list of the types a model file may contain (skops refuses anything else on load).
 # They are the estimators this module builds and the plain containers around them; nothing here can run
 # code at load time. Adding an estimator to the model means adding its type here after review.
@@ -149,6 +156,7 @@ def train(
             for s in taxonomy.named_systems
         ],
         "facets": {t.slug: t.facet for t in taxonomy.tags},
+        "format": MODEL_FORMAT,
         "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
     }
     model_path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,6 +165,7 @@ def train(
     model_id = content_id(obj)
     meta = {
         "model_id": model_id,
+        "format": MODEL_FORMAT,
         # The file's own hash, checked on load; the id above names what the model computes, so the same
         # training gives the same id (the zip file's timestamps differ from one dump to the next).
         "file_sha256": hashlib.sha256(tmp.read_bytes()).hexdigest(),
@@ -188,11 +197,11 @@ def train(
 def content_id(obj: dict[str, Any]) -> str:
     """A short hash of a saved model's contents (arrays by dtype, shape and bytes; the rest as JSON).
 
-    This module's own source is hashed in too: it turns the saved arrays into tags (text building, rule
-    matching, thresholds), so after an upgrade that changes it, a retrain gives a new id and `classify`
-    re-tags every paper even if the trained numbers came out the same.
+    The object's "format" (MODEL_FORMAT) is hashed with the rest: after an upgrade that changes how the
+    arrays turn into tags, a retrain gives a new id and `classify` re-tags every paper even if the trained
+    numbers came out the same.
     """
-    h = hashlib.sha256(Path(__file__).read_bytes())
+    h = hashlib.sha256()
     for key in sorted(obj):
         value = obj[key]
         h.update(key.encode())
@@ -258,6 +267,8 @@ def load_model(
         raise ModelError(f"{meta_path}: sidecar is not valid JSON; {retrain}") from None
     if not isinstance(meta, dict):
         raise ModelError(f"{meta_path}: sidecar is not a JSON object; {retrain}")
+    if meta.get("format", 1) != MODEL_FORMAT:
+        raise ModelError(_format_advice(model_path, meta.get("format", 1), retrain))
     if meta.get("sklearn") != sklearn.__version__:
         raise ModelError(
             f"{model_path} was trained with scikit-learn {meta.get('sklearn')}, this is {sklearn.__version__}; "
@@ -277,5 +288,11 @@ def load_model(
             f"{model_path} holds types outside the reviewed list: {', '.join(sorted(untrusted))}"
         )
     obj = sio.loads(raw, trusted=TRUSTED_TYPES)
+    if obj.get("format", 1) != MODEL_FORMAT:
+        raise ModelError(_format_advice(model_path, obj.get("format", 1), retrain))
     model = _model_from_obj(obj)
     return model, meta
+
+
+def _format_advice(model_path: Path, found: Any, retrain: str) -> str:
+    return f"{model_path} is a model of format {found}; this tracker reads format {MODEL_FORMAT}; {retrain}"
