@@ -454,3 +454,36 @@ def test_verbose_logs_each_request_and_summary_line(tmp_path, mirror, march_2024
     assert "Requesting page" not in result.stderr  # each request is logged once, not also by the arxiv package
     (line,) = result.stdout.strip().splitlines()
     assert line.startswith("sync ok: 10 new, 0 updated, 0 unchanged; 1 requests;") and line.endswith(" s")
+
+
+class _NoScikitLearn:
+    """An import finder that answers for scikit-learn as Python does when it is not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "sklearn":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+def test_sync_fails_loudly_when_the_classifier_cannot_be_imported(tmp_path, mirror, march_2024, monkeypatch):
+    """A broken install (scikit-learn missing) fails the nightly sync instead of reporting ok, nothing tagged."""
+    mirror.add(march_2024[:30])
+    db = tmp_path / "t.db"
+    # Import it afresh with scikit-learn gone: the import itself fails, as on a machine without it.
+    for name in [m for m in sys.modules if m.split(".")[0] == "sklearn" or m.startswith("tracker.classify")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [_NoScikitLearn(), *sys.meta_path])
+    before = set(sys.modules)
+    try:
+        result = run(*[a for a in sync_args(db, mirror, *WINDOW) if a != "--no-classify"])
+    finally:
+        for name in set(sys.modules) - before:  # half-imported modules of the failed import
+            if name.startswith("tracker.classify"):
+                del sys.modules[name]
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines() == [
+        "Error: the classifier cannot be imported: module sklearn is missing; "
+        "reinstall the tracker and its dependencies: pip install -e ."
+    ]
+    assert "sync ok" not in result.stdout
+    assert q(db, "SELECT count(*) FROM papers")[0][0] == 30  # what was fetched is kept for the next run

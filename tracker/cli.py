@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 import click
 
 from tracker import __version__
-from tracker.errors import ConfigError, TrackerError
+from tracker.errors import ConfigError, ModelError, TrackerError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -265,8 +265,13 @@ def classify_new(db, db_path) -> None:
     """Tag what the sync stored (tracker.classify trains a model first if there is none)."""
     try:
         from tracker.classify import run_classify
-    except ImportError:  # the classifier is optional while it is being built
-        return
+    except ImportError as exc:
+        # A broken install (scikit-learn missing, a module of the package gone) must fail the nightly run:
+        # swallowing it let sync report ok every night with nothing tagged.
+        raise ModelError(
+            f"the classifier cannot be imported: module {exc.name or exc} is missing; "
+            "reinstall the tracker and its dependencies: pip install -e ."
+        ) from None
     report = run_classify(db, db_path, progress=classify_progress())
     click.echo(f"classify: {report.papers} papers, {report.tagged} tagged (model {report.model_id[:12]})")
 
