@@ -1,20 +1,20 @@
-"""Build rules/labels.csv from the curated lists' labelled_papers.csv (run from the repo root).
+"""Build rules/labels.csv, the classifier's training labels (run from the repo root).
 
-    python scripts/build_labels.py [LABELLED_PAPERS_CSV] [--all]
+    python scripts/build_labels.py
 
-Each row of the input names an arXiv id, a list (`owner/name@branch`) and the list's section heading.
-The section is mapped to tags by the `sections` globs in rules/taxonomy.yml (never by id), and an id's
-tags are the union over all its rows. Ids none of whose sections map to a tag are left out: they are
-MLLM papers of some other kind, so they are neither positives nor trustworthy negatives.
-By default only ids with a bundled abstract (tracker/data/labelled.jsonl.gz) are written, since the
-classifier can only learn from papers it can read; `--all` keeps the rest too.
+Two inputs, both in rules/:
+- `reviewed.csv`: papers read one by one (title + abstract) against docs/labelling.md, with `mllm`
+  (is the paper about multimodal LLMs) and the tags that apply. These are the primary labels.
+- `curated_sections.csv`: the curated lists' rows (`arxiv_id,title,section,source_repo`). A section maps
+  to tags by the `sections` globs of rules/taxonomy.yml (never by id). Used only for papers that were
+  not reviewed: they train the model once the database holds their abstracts.
+
+The output is deterministic (sorted by id), so a rebuild after editing either input shows as a clean diff.
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
-import json
 import sys
 from pathlib import Path
 
@@ -22,39 +22,44 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tracker.rules import load_taxonomy  # noqa: E402
 
+RULES = Path("rules")
+
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    source = Path(args[0] if args else "../shared/data/labels/labelled_papers.csv")
-    taxonomy = load_taxonomy("rules/taxonomy.yml")
-    with gzip.open("tracker/data/labelled.jsonl.gz", "rt", encoding="utf-8") as fh:
-        readable = {json.loads(line)["id"] for line in fh if line.strip()}
-    tags: dict[str, set[str]] = {}
-    titles: dict[str, str] = {}
-    with source.open(newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            arxiv_id = row["arxiv_id"].strip()
-            found = taxonomy.tags_for_section(row["source_repo"], row["section"])
-            tags.setdefault(arxiv_id, set()).update(found)
-            titles.setdefault(arxiv_id, " ".join(row["title"].split()))
+    taxonomy = load_taxonomy(RULES / "taxonomy.yml")
     order = {slug: i for i, slug in enumerate(taxonomy.slugs)}
-    out = Path("rules/labels.csv")
-    kept = 0
+    rows: dict[str, list[str]] = {}
+    with (RULES / "reviewed.csv").open(newline="", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            tags = [t for t in r["tags"].split("|") if t]
+            unknown = [t for t in tags if t not in order]
+            if unknown:
+                sys.exit(f"reviewed.csv: {r['arxiv_id']}: unknown tag(s) {', '.join(unknown)}")
+            rows[r["arxiv_id"]] = [
+                r["arxiv_id"], " ".join(sorted(tags, key=order.__getitem__)), r["mllm"], "reviewed", r["note"], ""
+            ]
+    curated: dict[str, set[str]] = {}
+    titles: dict[str, str] = {}
+    with (RULES / "curated_sections.csv").open(newline="", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            arxiv_id = r["arxiv_id"].strip()
+            curated.setdefault(arxiv_id, set()).update(taxonomy.tags_for_section(r["source_repo"], r["section"]))
+            titles.setdefault(arxiv_id, " ".join(r["title"].split()))
+    for arxiv_id, tags in curated.items():
+        if arxiv_id in rows or not tags:  # a reviewed row wins; a section that maps to no tag says nothing
+            continue
+        rows[arxiv_id] = [arxiv_id, " ".join(sorted(tags, key=order.__getitem__)), "", "curated", "", titles[arxiv_id]]
+    out = RULES / "labels.csv"
     with out.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["arxiv_id", "tags", "title"])
-        for arxiv_id in sorted(tags):
-            if not tags[arxiv_id] or ("--all" not in sys.argv and arxiv_id not in readable):
-                continue
-            writer.writerow(
-                [arxiv_id, " ".join(sorted(tags[arxiv_id], key=order.__getitem__)), titles[arxiv_id]]
-            )
-            kept += 1
-    counts = {
-        s: sum(s in t for a, t in tags.items() if a in readable or "--all" in sys.argv)
-        for s in taxonomy.slugs
-    }
-    print(f"{out}: {kept} labelled papers; " + ", ".join(f"{s} {n}" for s, n in counts.items() if n))
+        writer.writerow(["arxiv_id", "tags", "mllm", "source", "note", "title"])
+        writer.writerows(rows[i] for i in sorted(rows))
+    reviewed = sum(r[3] == "reviewed" for r in rows.values())
+    counts = {s: sum(s in r[1].split() for r in rows.values()) for s in taxonomy.slugs}
+    print(
+        f"{out}: {len(rows)} papers ({reviewed} reviewed, {len(rows) - reviewed} curated only); "
+        + ", ".join(f"{s} {n}" for s, n in counts.items() if n)
+    )
 
 
 if __name__ == "__main__":

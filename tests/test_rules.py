@@ -97,7 +97,7 @@ def test_duplicate_yaml_key_is_refused(tmp_path):
         ("unknown_tag_labels.csv", 4, "unknown tag 'q-former'"),
         ("bad_id_labels.csv", 3, "not an arXiv id"),
         ("duplicate_id_labels.csv", 3, "duplicate arxiv_id 2304.08485"),
-        ("missing_tags_column_labels.csv", 3, "expected arxiv_id,tags (a curated negative has an empty tags field"),
+        ("missing_tags_column_labels.csv", 3, "expected arxiv_id,tags (a paper with no tag has an empty tags field"),
     ],
 )
 def test_bad_labels_are_refused_with_file_and_line(name, line, message):

@@ -279,3 +279,15 @@ def m009_fts_detectable(db: Database) -> None:
         END;
         """
     )
+
+
+@migrations()
+def m010_mllm_relevance(db: Database) -> None:
+    # The classifier's "is this paper about multimodal LLMs" score (0-1) and its verdict (1/0), written
+    # with the tags: it gates the MLLM-specific tags, orders the digest and is a Datasette facet.
+    db.executescript(
+        """
+        ALTER TABLE papers ADD COLUMN relevance REAL;
+        ALTER TABLE papers ADD COLUMN mllm INTEGER;
+        """
+    )

@@ -46,6 +46,11 @@ class Tag:
     keywords: tuple[str, ...] = ()
     context: tuple[str, ...] = ()
     threshold: float | None = None
+    # Given only to papers the MLLM relevance score calls multimodal-LLM work (RUBRIC.md: every tag of
+    # the mllm and topic facets but LAVR requires `mllm = y`).
+    requires_mllm: bool = False
+    # Given only when one of these phrases occurs in the title or abstract (LAVR: some visual input).
+    requires: tuple[str, ...] = ()
     line: int = 0
 
 
@@ -104,10 +109,14 @@ class Taxonomy:
 
 @dataclass(frozen=True)
 class Label:
+    """One paper's training labels: its tags, and whether it is about multimodal LLMs (None: not said)."""
+
     arxiv_id: str
     tags: tuple[str, ...]
     line: int = 0
     title: str = ""
+    mllm: bool | None = None
+    source: str = ""  # "reviewed" (read against RUBRIC.md) or "curated" (a curated list's section)
 
 
 @dataclass(frozen=True)
@@ -197,7 +206,10 @@ def _sections(value: Any, where: str) -> tuple[SectionPattern, ...]:
     return tuple(out)
 
 
-TAG_KEYS = {"slug", "facet", "title", "description", "sections", "keywords", "context", "threshold", _LINE}
+TAG_KEYS = {
+    "slug", "facet", "title", "description", "sections", "keywords", "context", "threshold", "requires_mllm",
+    "requires", _LINE,
+}
 
 
 def load_taxonomy(path: str | Path) -> Taxonomy:
@@ -253,6 +265,9 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
         threshold = entry.get("threshold")
         if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
             raise ConfigError(f"{where}: threshold of {slug!r} must be a number between 0 and 1")
+        requires_mllm = entry.get("requires_mllm", False)
+        if not isinstance(requires_mllm, bool):
+            raise ConfigError(f"{where}: requires_mllm of {slug!r} must be true or false")
         tags.append(
             Tag(
                 slug=slug,
@@ -263,6 +278,8 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
                 keywords=_strings(entry.get("keywords"), f"{where}: keywords of {slug!r}"),
                 context=_strings(entry.get("context"), f"{where}: context of {slug!r}"),
                 threshold=float(threshold) if threshold is not None else None,
+                requires_mllm=requires_mllm,
+                requires=_strings(entry.get("requires"), f"{where}: requires of {slug!r}"),
                 line=line,
             )
         )
@@ -288,7 +305,12 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
 
 
 def load_labels(path: str | Path, taxonomy: Taxonomy) -> Labels:
-    """Read labels.csv (`arxiv_id,tags[,title]`; tags space-separated, empty = a curated negative)."""
+    """Read labels.csv: columns by header, `arxiv_id` and `tags` required (tags space-separated, empty = no
+    tag), optional `mllm` (y / n / empty), `source`, `note` and `title`.
+
+    scripts/build_labels.py writes it from rules/reviewed.csv (papers read against docs/labelling.md) and,
+    for papers nobody read, the curated lists' sections.
+    """
     import hashlib
 
     path = Path(path)
@@ -301,9 +323,10 @@ def load_labels(path: str | Path, taxonomy: Taxonomy) -> Labels:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
     reader = csv.reader(text.splitlines())
-    header = next(reader, None)
-    if not header or [h.strip() for h in header[:2]] != ["arxiv_id", "tags"]:
+    header = [h.strip() for h in next(reader, None) or []]
+    if header[:2] != ["arxiv_id", "tags"]:
         raise ConfigError(f"{path}:1: header must start with 'arxiv_id,tags'")
+    column = {name: i for i, name in enumerate(header)}
     known = {t.slug for t in taxonomy.tags}
     labels: list[Label] = []
     by_id: dict[str, Label] = {}
@@ -316,17 +339,27 @@ def load_labels(path: str | Path, taxonomy: Taxonomy) -> Labels:
             raise ConfigError(f"{path}:{line}: {arxiv_id!r} is not an arXiv id without version")
         if len(row) < 2:  # a forgotten column must not silently turn a paper into a curated negative
             raise ConfigError(
-                f"{path}:{line}: expected arxiv_id,tags (a curated negative has an empty tags field: '{arxiv_id},')"
+                f"{path}:{line}: expected arxiv_id,tags (a paper with no tag has an empty tags field: '{arxiv_id},')"
             )
+
+        def cell(name: str, row: list[str] = row) -> str:
+            i = column.get(name)
+            return row[i].strip() if i is not None and i < len(row) else ""
+
         tags = tuple(row[1].split())
         for tag in tags:
             if tag not in known:
                 raise ConfigError(f"{path}:{line}: unknown tag {tag!r} for {arxiv_id}")
+        mllm = cell("mllm").lower()
+        if mllm not in ("y", "n", ""):
+            raise ConfigError(f"{path}:{line}: mllm must be y, n or empty, not {mllm!r} ({arxiv_id})")
         if arxiv_id in by_id:
             raise ConfigError(
                 f"{path}:{line}: duplicate arxiv_id {arxiv_id} (first at line {by_id[arxiv_id].line})"
             )
-        label = Label(arxiv_id, tags, line, row[2].strip() if len(row) > 2 else "")
+        label = Label(
+            arxiv_id, tags, line, cell("title"), {"y": True, "n": False}.get(mllm), cell("source")
+        )
         labels.append(label)
         by_id[arxiv_id] = label
     digest = hashlib.sha256(raw).hexdigest()[:16]
