@@ -379,6 +379,78 @@ def label(db_path, arxiv_id, tag, remove):
     click.echo(f"{arxiv_id}: {'removed' if remove else 'added'} {found.slug} (manual)")
 
 
+def answer_reader() -> Callable[[str], str]:
+    """Ask for review answers: a prompt on a terminal; else one line of standard input per answer, echoed.
+
+    Ctrl-C on a terminal and the end of piped input both raise EOFError, which ends the review.
+    """
+    if sys.stdin.isatty():
+
+        def prompt(text: str) -> str:
+            try:
+                return str(click.prompt(text, prompt_suffix=" "))
+            except click.Abort:
+                click.echo()
+                raise EOFError from None
+
+        return prompt
+
+    def piped(text: str) -> str:
+        click.echo(f"{text} ", nl=False)
+        line = sys.stdin.readline()
+        click.echo(line.strip())  # so the transcript shows what was answered
+        if not line:
+            raise EOFError
+        return line
+
+    return piped
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("db_path", type=click.Path(dir_okay=False))
+@click.option("--tag", help="Only this tag (slug, e.g. MIT); default: every tag the model scores, interleaved")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True, help="Papers to offer at most")
+@click.option("--wait", type=Seconds(min=0, max=86400), default=60.0, show_default=True,
+              help="Seconds each answer waits for another writer's lock")  # fmt: skip
+@handle_errors
+def review(db_path, tag, limit, wait):
+    """Label the papers the model is least sure of, one at a time: y(es), n(o), s(kip) or q(uit).
+
+    Offers the papers whose score for a tag lies nearest the tag's threshold (where one answer teaches
+    the model most), with their title, abstract and current tags. Judge them by the rubric in
+    docs/labelling.md. Each y/n is stored at once as a manual label, like `tracker label`: it wins
+    over the model, survives retraining and is learnt by the next `tracker train`. A paper labelled by
+    hand for the tag is not offered again. Any other answer is asked again (with piped input, the
+    next line answers); the end of input quits.
+
+    \b
+    Example:
+        tracker review papers.db --tag MIT
+        tracker review papers.db --limit 50
+        printf 'y\\nn\\ns\\nq\\n' | tracker review papers.db --tag hallucination
+    """
+    from tracker import review as review_mod
+    from tracker import store
+    from tracker.config import rules_dir
+    from tracker.rules import load_taxonomy
+
+    db = store.open_existing(db_path)
+    taxonomy = load_taxonomy(rules_dir() / "taxonomy.yml")
+    slug = taxonomy.resolve(tag).slug if tag else None
+    candidates = store.review_candidates(db, [slug] if slug else taxonomy.slugs, limit)
+    if not candidates:
+        click.echo(review_mod.nothing_to_review(slug, store.scored_tags(db), db_path))
+        return
+    facets = {t.slug: t.facet for t in taxonomy.tags}
+
+    def save(c, action):
+        with store.writer_lock(db_path, wait):
+            store.save_manual_label(db, c.arxiv_id, c.tag, facets[c.tag], action)
+
+    counts = review_mod.review(candidates, answer_reader(), click.echo, save)
+    click.echo(counts.summary(db_path))
+
+
 @cli.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.argument("arxiv_id")

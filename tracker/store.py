@@ -802,6 +802,52 @@ def paper_tag_rows(db: Database, arxiv_id: str) -> list[dict[str, Any]]:
     return [dict(zip(("tag", "facet", "score", "source", "model_id"), r, strict=True)) for r in cursor]
 
 
+# -- review --
+
+# How far a score is from its threshold, as a ratio: exp(|ln(score / threshold)|) without needing SQLite's
+# optional math functions. A ratio rather than a difference, so tags with low and high thresholds interleave fairly.
+REVIEW_DISTANCE_SQL = "max(s.score / s.threshold, s.threshold / s.score)"
+
+
+@dataclass(frozen=True)
+class ReviewCandidate:
+    """A paper and a tag whose model score lies near the tag's threshold, with the paper's current tags."""
+
+    arxiv_id: str
+    title: str
+    abstract: str
+    tags: tuple[str, ...]
+    tag: str
+    score: float
+    threshold: float
+
+
+def review_candidates(db: Database, tags: Sequence[str], limit: int) -> list[ReviewCandidate]:
+    """Up to `limit` (paper, tag) pairs of `tags` nearest their threshold first, leaving out any a person labelled.
+
+    Only scores of the model that last tagged the paper count (`papers.tagged_by`).
+    """
+    if not tags:
+        return []
+    sql = f"""
+        SELECT s.arxiv_id, p.title, p.abstract, p.tags, s.tag, s.score, s.threshold
+        FROM tag_scores s JOIN papers p ON p.arxiv_id = s.arxiv_id AND p.tagged_by = s.model_id
+        WHERE s.tag IN ({", ".join("?" * len(tags))}) AND s.score > 0 AND s.threshold > 0
+          AND NOT EXISTS (SELECT 1 FROM manual_labels m WHERE m.arxiv_id = s.arxiv_id AND m.tag = s.tag)
+        ORDER BY {REVIEW_DISTANCE_SQL}, s.tag, s.arxiv_id
+        LIMIT ?
+    """
+    return [
+        ReviewCandidate(r[0], r[1] or "", r[2] or "", tuple(json.loads(r[3] or "[]")), r[4], r[5], r[6])
+        for r in db.conn.execute(sql, [*tags, limit])
+    ]
+
+
+def scored_tags(db: Database) -> list[str]:
+    """The tags `tag_scores` holds any score for (the model's tags that `classify` has run on)."""
+    return [r[0] for r in db.conn.execute("SELECT DISTINCT tag FROM tag_scores ORDER BY tag")]
+
+
 # -- demo --
 
 
