@@ -164,3 +164,39 @@ def silent_server() -> Iterator[int]:
         yield int(sock.getsockname()[1])
     finally:
         sock.close()
+
+
+# -- what readers see first (issue 12) ----------------------------------------------------------
+
+READER_RULES = Path(__file__).resolve().parent / "fixtures" / "reader_order"
+# (tag, facet, score, mllm, relevance) per paper: MLLM and non-MLLM papers under paradigm and task tags.
+READER_PAPERS = [
+    ("MIT", "mllm", 0.9, 1, 0.95),
+    ("hallucination", "topic", 0.8, 1, 0.9),
+    ("contrastive", "paradigm", 0.9, 0, 0.1),  # the stronger tag, but plain vision work
+    ("contrastive", "paradigm", 0.6, 1, 0.8),  # weaker tag, MLLM work: listed first
+    ("clip-vit", "architecture", 0.7, 1, 0.85),
+    ("detection", "task", 0.9, 0, 0.2),  # a detection paper that is not MLLM work: left out by default
+    ("detection", "task", 0.7, 1, 0.7),  # an MLLM paper doing detection: listed
+    ("detection", "task", 0.8, None, None),  # classified before the relevance score: counts as not MLLM
+]
+
+
+def make_reader_db(path: Path, records: list[dict[str, Any]], day: str = "2026-11-18") -> Path:
+    """A database of `records` (one per READER_PAPERS entry) announced on `day`, tagged and with
+    papers.mllm / papers.relevance set with SQL, as the classifier will set them."""
+    db = store.open_db(path)
+    store.save_papers(db, [paper_row(r, day) for r in records])
+    add_tags(
+        path,
+        [
+            (r["id"], tag, facet, score)
+            for r, (tag, facet, score, _, _) in zip(records, READER_PAPERS, strict=True)
+        ],
+    )
+    with db.atomic():
+        db.conn.executemany(
+            "UPDATE papers SET mllm = ?, relevance = ? WHERE arxiv_id = ?",
+            [(mllm, rel, r["id"]) for r, (_, _, _, mllm, rel) in zip(records, READER_PAPERS, strict=True)],
+        )
+    return path

@@ -26,6 +26,8 @@ TAG_RULES = (
     ("evaluation", "topic", r"\bbenchmark"),
 )
 THRESHOLD = 0.5
+# Stands in for the relevance model: papers that say they are about multimodal or large language models.
+MLLM_PATTERN = r"multi-?modal|vision[- ]language|large language model|\bLLMs?\b|\bMLLMs?\b"
 
 
 def paper_row(rec: dict) -> dict:
@@ -79,6 +81,12 @@ def build_sample_db(path: Path, limit: int | None = None) -> Path:
                 if score >= THRESHOLD:
                     tags.append((rec["id"], tag, facet, score, "model", "sample"))
     announced = [r for r in records if r.get("announced")]
+    relevance = []
+    for rec in records:
+        text = f"{rec['title']} {rec.get('abstract') or ''}"
+        about = bool(re.search(MLLM_PATTERN, text, re.IGNORECASE))
+        score = _score(rec["id"], "relevance")
+        relevance.append((score if about else score / 4, int(about), rec["id"]))
     with db.atomic():
         db.conn.executemany("INSERT INTO paper_tags VALUES (?, ?, ?, ?, ?, ?)", tags)
         db.conn.executemany("INSERT INTO tag_scores VALUES (?, ?, ?, ?, ?)", scores)
@@ -86,6 +94,7 @@ def build_sample_db(path: Path, limit: int | None = None) -> Path:
             "UPDATE papers SET tagged_by = 'sample', tags = COALESCE((SELECT json_group_array(tag) FROM "
             "(SELECT tag FROM paper_tags t WHERE t.arxiv_id = papers.arxiv_id ORDER BY tag)), '[]')"
         )
+        db.conn.executemany("UPDATE papers SET relevance = ?, mllm = ? WHERE arxiv_id = ?", relevance)
         db.conn.executemany(
             "INSERT OR IGNORE INTO announcements VALUES (?, ?, ?, ?, ?)",
             [

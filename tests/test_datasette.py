@@ -25,6 +25,7 @@ from sample_db import build_sample_db
 
 from tracker import store
 from tracker.config import db_dir
+from tracker.reading_order import READER_FACET_ORDER, TASK_FACET, facet_rank
 
 ROOT = Path(__file__).resolve().parent.parent
 METADATA = yaml.safe_load((ROOT / "db" / "metadata.yml").read_text())
@@ -360,3 +361,47 @@ def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
         result = run("serve", db_path, "--port", str(port))
     assert result.exit_code == 2 and "Serving" not in result.stderr
     assert result.stderr.strip() == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use (is another server using it?)"
+
+
+# -- what readers see first (issue 12) ----------------------------------------------------------
+
+FACET_CASE = re.compile(r"case t\.facet\b(.*?)\bend\b", re.DOTALL | re.IGNORECASE)
+
+
+def test_queries_order_facets_as_the_digest_does() -> None:
+    """Every `case t.facet` in a canned query spells READER_FACET_ORDER (YAML cannot import it)."""
+    found = 0
+    for name, query in QUERIES.items():
+        for case in FACET_CASE.findall(query["sql"]):
+            sql = re.sub(r"--[^\n]*", "", case)
+            ranks = {f: int(r) for f, r in re.findall(r"when '(\w[\w-]*)' then (\d+)", sql)}
+            other = int(re.search(r"else (\d+)", sql).group(1))
+            assert sorted(ranks, key=ranks.__getitem__) == list(READER_FACET_ORDER), name
+            # a facet the constant does not list sorts where reading_order.facet_rank puts it
+            assert ranks["architecture"] < other < ranks[TASK_FACET], name
+            found += 1
+    assert found >= 2  # papers_this_week and tags_by_facet
+
+
+def test_tags_by_facet_lists_tag_counts_in_reader_order(site: httpx.Client, db_path: Path) -> None:
+    rows = rows_of(site, "tags_by_facet")
+    facets = [r["facet"] for r in rows]
+    assert facets == sorted(facets, key=facet_rank) and facets[0] == "mllm"
+    conn = sqlite3.connect(db_path)
+    counted = conn.execute("SELECT tag, facet, count(*) FROM paper_tags GROUP BY 1, 2")
+    stored = {(t, f): n for t, f, n in counted}
+    assert {(r["tag"], r["facet"]): r["papers"] for r in rows} == stored
+    assert all(0 <= r["mllm_papers"] <= r["papers"] for r in rows)
+    this_week = rows_of(site, "papers_this_week")
+    assert [r["facet"] for r in this_week] == sorted((r["facet"] for r in this_week), key=facet_rank)
+
+
+def test_papers_table_offers_the_mllm_facet(site: httpx.Client, db_path: Path) -> None:
+    data = site.get("/papers/papers.json", params={"_shape": "objects"}).json()
+    counts = {f["value"]: f["count"] for f in data["facet_results"]["mllm"]["results"]}
+    stored = dict(sqlite3.connect(db_path).execute("SELECT mllm, count(*) FROM papers GROUP BY mllm"))
+    assert counts == {k: v for k, v in stored.items() if k is not None} and set(counts) == {0, 1}
+    mllm_only = site.get("/papers/papers.json", params={"mllm": "1", "_shape": "objects"}).json()
+    assert mllm_only["filtered_table_rows_count"] == counts[1]
+    page = site.get("/papers/papers").text
+    assert 'data-column="mllm"' in page and "mllm=1" in page  # the facet, with a link that filters to MLLM work

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import email
 import os
+import re
 from datetime import date, datetime, timezone
 from email import policy
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from digest_support import add_tags, corpus_records, make_week_db, paper_row
+from digest_support import READER_RULES, add_tags, corpus_records, make_reader_db, make_week_db, paper_row
 from helpers import run
 
-from tracker import digest, store
+from tracker import digest, reading_order, store
 from tracker.cli import cli
 from tracker.errors import ConfigError
 
@@ -53,9 +54,9 @@ def test_papers_grouped_by_facet_and_tag_strongest_first(tmp_path):
     result = run("digest", str(db_path), "--week", "2026-W47", "--now", NOW)
     assert result.exit_code == 0, result.output
     text = result.output
-    # Facets in taxonomy order, each tag heading with its count.
-    positions = [text.index(h) for h in ("== Vision foundation-model paradigm ==", "== Kind of multimodal-LLM work ==",
-                                         "== Research topic ==")]  # fmt: skip
+    # Facets in reader order (MLLM kind, topic, then paradigm), each tag heading with its count.
+    positions = [text.index(h) for h in ("== Kind of multimodal-LLM work ==", "== Research topic ==",
+                                         "== Vision foundation-model paradigm ==")]  # fmt: skip
     assert positions == sorted(positions)
     assert "-- Conversational (2) --" in text
     assert "-- Hallucination (3) --" in text
@@ -142,7 +143,10 @@ def test_per_tag_cap_keeps_counts(tmp_path):
     text = run("digest", str(db_path), "--week", "2026-W47", "--max-per-tag", "1").output
     assert "-- Conversational (3) --" in text
     assert "… and 2 more under conversational." in text
-    assert "12 papers, strongest first under each tag; the top 4 are listed." in text
+    assert (
+        "12 papers, multimodal-LLM work first, then strongest first, under each tag; the top 4 are listed."
+        in text
+    )
 
 
 def test_golden_text_under_fixed_clock(tmp_path):
@@ -219,3 +223,71 @@ def test_build_is_pure_and_uses_the_callers_clock():
     assert digest.build(rows, taxonomy, window, now, sent={"2611.00001": 1}).empty
     again = digest.build(rows, taxonomy, window, now, sent={"2611.00001": 0})
     assert again.sections[0].entries[0].revision
+
+
+# -- what readers see first (issue 12) ----------------------------------------------------------
+
+
+def task_section(text: str) -> str:
+    return text.split("== Classic vision task ==")[1]
+
+
+def test_mllm_and_topic_sections_come_first_and_task_sections_list_mllm_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRACKER_RULES", str(READER_RULES))
+    records = corpus_records(8)
+    db_path = make_reader_db(tmp_path / "t.db", records)
+    text = run("digest", str(db_path), "--week", "2026-W47", "--now", NOW).output
+    # Reader order, whatever the taxonomy file's order (paradigm first there).
+    headings = ["== Kind of multimodal-LLM work ==", "== Research topic ==", "== Vision foundation-model paradigm ==",
+                "== MM-LLM building block ==", "== Classic vision task =="]  # fmt: skip
+    positions = [text.index(h) for h in headings]
+    assert positions == sorted(positions)
+    assert text.index("-- Multimodal instruction tuning (1) --") < text.index("-- Hallucination (1) --")
+    assert text.index("-- Hallucination (1) --") < text.index("-- Contrastive (2) --")
+    # The summary table follows the same order.
+    table = text.split("Papers per tag")[1].split("==")[0]
+    assert [line.split()[0] for line in table.strip().splitlines()[1:]] == [
+        "Multimodal", "Hallucination", "Contrastive", "CLIP", "Object",
+    ]  # fmt: skip
+    # Task section: the mllm = 1 paper only; mllm = 0 and mllm NULL are left out, and the digest says so.
+    tasks = task_section(text)
+    assert "-- Object detection (1) --" in tasks
+    assert records[6]["title"] in tasks
+    assert records[5]["title"] not in text and records[7]["title"] not in text
+    assert "2 papers with classic vision task tags but not about multimodal LLMs are not listed" in text
+    # The trend of a task tag counts what its section lists.
+    assert re.search(r"Object detection\s+1 ", table)
+    # Within a section MLLM work comes first, even under a stronger non-MLLM tag score.
+    contrastive = text.split("-- Contrastive (2) --")[1]
+    assert contrastive.index(records[3]["title"]) < contrastive.index(records[2]["title"])
+
+
+def test_all_tasks_and_a_chosen_task_tag_list_every_task_paper(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRACKER_RULES", str(READER_RULES))
+    records = corpus_records(8)
+    db_path = make_reader_db(tmp_path / "t.db", records)
+    everything = run("digest", str(db_path), "--week", "2026-W47", "--now", NOW, "--all-tasks").output
+    tasks = task_section(everything)
+    assert "-- Object detection (3) --" in tasks
+    # MLLM work first, then by score: the 0.7 MLLM paper before the 0.9 and 0.8 others.
+    order = [tasks.index(records[i]["title"]) for i in (6, 5, 7)]
+    assert order == sorted(order)
+    assert "not about multimodal LLMs" not in everything
+    # A subscriber who chose the task tag by name gets all its papers.
+    assert run("subscribe", str(db_path), "det@example.org", "--tag", "detection").exit_code == 0
+    chosen = run("digest", str(db_path), "--week", "2026-W47", "--now", NOW, "--to", "det@example.org").output
+    assert "-- Object detection (3) --" in chosen and records[5]["title"] in chosen
+    # A subscriber to every tag gets the default.
+    assert run("subscribe", str(db_path), "all@example.org").exit_code == 0
+    default = run(
+        "digest", str(db_path), "--week", "2026-W47", "--now", NOW, "--to", "all@example.org"
+    ).output
+    assert "-- Object detection (1) --" in default
+
+
+def test_reader_order_puts_unknown_facets_before_the_tasks():
+    assert reading_order.sort_facets(["task", "paradigm", "extra", "mllm", "architecture", "topic"]) == [
+        "mllm", "topic", "paradigm", "architecture", "extra", "task",
+    ]  # fmt: skip
+    assert reading_order.is_mllm({"mllm": 1}) and not reading_order.is_mllm({"mllm": None})
+    assert not reading_order.is_mllm({})

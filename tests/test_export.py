@@ -16,12 +16,14 @@ from pathlib import Path
 import bibtexparser
 import pytest
 from bibtexparser.bparser import BibTexParser
+from digest_support import READER_RULES, corpus_records, make_reader_db
 from helpers import run
 from markdown_it import MarkdownIt
 from sample_db import build_sample_db
 
 from tracker import store
 from tracker.export import load_taxonomy_if_any, render_chunks
+from tracker.reading_order import facet_rank
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +125,10 @@ def test_markdown_renders_every_tag_section_newest_first(db_path: Path) -> None:
     assert taxonomy is not None
     tags = [t for t in taxonomy.tags if query(db_path, "SELECT 1 FROM paper_tags WHERE tag = ?", t.slug)]
     headings = re.findall(r"<h3>(.*?)</h3>", html)
-    assert [h.split(":")[0] for h in headings] == [t.slug for t in tags]  # taxonomy order
+    # facets in reader order, tags in taxonomy order within each
+    assert [h.split(":")[0] for h in headings] == [
+        t.slug for t in sorted(tags, key=lambda t: facet_rank(t.facet))
+    ]
     facets = re.findall(r"<h2>(.*?)</h2>", html)
     assert facets[0] == "Contents" and set(facets[1:]) == {taxonomy_facet.title for taxonomy_facet in
                                                           taxonomy.facets if any(t.facet == taxonomy_facet.name
@@ -166,13 +171,13 @@ def test_out_file_is_an_ordinary_file_for_the_umask(db_path: Path, tmp_path: Pat
 def test_markdown_without_a_taxonomy_uses_stored_facets(db_path: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("TRACKER_RULES", str(tmp_path))  # no taxonomy.yml there
     html = MarkdownIt().render(export(db_path, "--format", "markdown"))
-    assert re.findall(r"<h2>(.*?)</h2>", html) == ["Contents", "mllm", "paradigm", "topic"]
+    assert re.findall(r"<h2>(.*?)</h2>", html) == ["Contents", "mllm", "topic", "paradigm"]  # reader order
     assert re.findall(r"<h3>(.*?)</h3>", html) == [
         "M-CoT",
         "MIT",
-        "contrastive",
         "evaluation",
         "hallucination",
+        "contrastive",
     ]
 
 
@@ -248,3 +253,29 @@ def test_out_dev_stdout_writes_where_stdout_goes(db_path: Path, tmp_path: Path) 
     lines = log.read_text().splitlines()
     assert lines[0] == "earlier line" and lines[1].startswith("arxiv_id,")  # appended, not replaced
     assert Path("/dev/stdout").is_symlink() or Path("/dev/stdout").is_char_device()  # the device is still there
+
+
+def test_markdown_follows_reader_order_and_lists_only_mllm_work_under_tasks(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("TRACKER_RULES", str(READER_RULES))
+    records = corpus_records(8)
+    db_path = make_reader_db(tmp_path / "t.db", records)
+    result = run("export", db_path, "--format", "markdown")
+    assert result.exit_code == 0, result.stderr
+    html = MarkdownIt().render(result.stdout)
+    assert re.findall(r"<h2>(.*?)</h2>", html) == [
+        "Contents", "Kind of multimodal-LLM work", "Research topic", "Vision foundation-model paradigm",
+        "MM-LLM building block", "Classic vision task",
+    ]  # fmt: skip
+    tasks = result.stdout.split("## Classic vision task")[1]
+    assert records[6]["title"] in tasks  # mllm = 1
+    assert records[5]["title"] not in result.stdout and records[7]["title"] not in result.stdout  # 0 and NULL
+    # The header and the command count the papers the list shows.
+    assert "\n6 arXiv papers tagged" in result.stdout and "exported 6 papers as markdown" in result.stderr
+    everything = run("export", db_path, "--format", "markdown", "--all-tasks").stdout
+    assert all(records[i]["title"] in everything.split("## Classic vision task")[1] for i in (5, 6, 7))
+    # A task tag asked for by name lists all its papers; other formats are never filtered.
+    chosen = run("export", db_path, "--format", "markdown", "--tag", "detection").stdout
+    assert all(records[i]["title"] in chosen for i in (5, 6, 7))
+    assert len(run("export", db_path, "--format", "jsonl").stdout.splitlines()) == 8

@@ -17,6 +17,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from tracker.errors import ConfigError
+from tracker.reading_order import facet_rank, gated, is_mllm, sort_facets
 
 WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
 TREND_WEEKS = 12
@@ -233,6 +234,7 @@ class Digest:
     already_sent: int = 0  # papers left out because this recipient already had them
     quiet_tags: list[str] = field(default_factory=list)  # chosen tags with nothing this window
     total: int = 0  # distinct papers of the window in the chosen tags, listed or beyond the per-tag cap
+    task_hidden: int = 0  # papers kept out of the task sections because they are not MLLM work
 
     @property
     def sections(self) -> list[TagSection]:
@@ -318,14 +320,20 @@ def build(
     tags: Sequence[str] = (),
     sent: Mapping[str, int] | None = None,
     trend: Iterable[tuple[str, str, int]] = (),
+    mllm_trend: Iterable[tuple[str, str, int]] | None = None,
     max_per_tag: int = MAX_PER_TAG,
+    all_tasks: bool = False,
 ) -> Digest:
-    """Group the window's tagged rows into facets and tags, strongest first.
+    """Group the window's tagged rows into facets (in reader order, `tracker.reading_order`) and tags.
 
     :param tags: the recipient's tag choice (empty: every tag).
     :param sent: {arxiv_id: version} the recipient already received; those papers are left out
         unless they now have a newer version (then they come back marked as revisions).
     :param trend: (tag, Monday ISO date, papers) counts from the store, for the 12-week picture.
+    :param mllm_trend: the same counts over MLLM papers only, for the task sections that list only
+        those (None: use `trend`).
+    :param all_tasks: list every paper of the task sections, not only MLLM work; a tag the reader
+        chose by name is never limited.
     """
     sent = sent or {}
     chosen = set(tags)
@@ -335,6 +343,7 @@ def build(
     by_tag: dict[str, list[Mapping[str, Any]]] = {}
     facet_of: dict[str, str] = {}
     skipped: set[str] = set()
+    hidden: set[str] = set()
     for row in rows:
         slug = row["tag"]
         if chosen and slug not in chosen:
@@ -347,12 +356,15 @@ def build(
             and row["score"] < info.threshold
         ):
             continue
+        facet = info.facet if info else row["facet"]
+        if not is_mllm(row) and gated(facet, slug, all_tasks=all_tasks, chosen=chosen):
+            hidden.add(row["arxiv_id"])
+            continue
         had = sent.get(row["arxiv_id"])
         if had is not None and had >= row["version"]:
             skipped.add(row["arxiv_id"])
             continue
-        if slug not in facet_of:
-            facet_of[slug] = info.facet if info else row["facet"]
+        facet_of.setdefault(slug, facet)
         by_tag.setdefault(slug, []).append(row)
 
     def entry(row: Mapping[str, Any]) -> Entry:
@@ -372,13 +384,20 @@ def build(
 
     mondays = trend_mondays(window)
     index = {m.isoformat(): i for i, m in enumerate(mondays)}
-    series: dict[str, list[int]] = {}
-    for slug, monday, count in trend:
-        if monday in index:
-            series.setdefault(slug, [0] * len(mondays))[index[monday]] += count
 
-    facet_order = [f.slug for f in taxonomy.facets]
-    facet_order += sorted({f for f in facet_of.values() if f not in facet_order})
+    def weekly(counts: Iterable[tuple[str, str, int]]) -> dict[str, list[int]]:
+        series: dict[str, list[int]] = {}
+        for slug, monday, count in counts:
+            if monday in index:
+                series.setdefault(slug, [0] * len(mondays))[index[monday]] += count
+        return series
+
+    series = weekly(trend)
+    mllm_series = series if mllm_trend is None else weekly(mllm_trend)
+
+    # Reader order (mllm, topic, paradigm, architecture, task); within a facet, taxonomy order.
+    known = [f.slug for f in taxonomy.facets]
+    facet_order = sort_facets(known + sorted({f for f in facet_of.values() if f not in known}))
     tag_order = {t.slug: i for i, t in enumerate(taxonomy.tags)}
     facets = []
     for facet in facet_order:
@@ -389,22 +408,33 @@ def build(
             continue
         sections = []
         for slug in slugs:
-            # Strongest first; a person's tag ("manual") before any score; ties by id.
-            ranked = sorted(by_tag[slug], key=lambda r: (r["source"] != "manual", -r["score"], r["arxiv_id"]))
+            # MLLM work first, then strongest first, a person's tag ("manual") before any score; ties by
+            # id. The MLLM verdict leads because paradigm and architecture tags (contrastive, clip-vit)
+            # also fit plain vision papers, and this reader came for the multimodal-LLM ones; within
+            # each group the tag score still says how sure the tag is, which the relevance score does not.
+            ranked = sorted(
+                by_tag[slug],
+                key=lambda r: (not is_mllm(r), r["source"] != "manual", -r["score"], r["arxiv_id"]),
+            )
             info = infos.get(slug)
+            limited = gated(facet, slug, all_tasks=all_tasks, chosen=chosen)
             sections.append(
                 TagSection(
                     slug,
                     info.title if info else slug,
                     len(ranked),
                     [entry(r) for r in ranked[:max_per_tag]],
-                    series.get(slug, [0] * len(mondays)),
+                    (mllm_series if limited else series).get(slug, [0] * len(mondays)),
                 )
             )
         title = next((f.title for f in taxonomy.facets if f.slug == facet), facet)
         facets.append(FacetSection(facet, title, sections))
 
-    wanted = [t.slug for t in taxonomy.tags if not chosen or t.slug in chosen]
+    wanted = [
+        t.slug
+        for t in sorted(taxonomy.tags, key=lambda t: facet_rank(t.facet))  # stable: taxonomy order within
+        if not chosen or t.slug in chosen
+    ]
     shown = {t.slug for f in facets for t in f.tags}
     return Digest(
         window=window,
@@ -414,6 +444,7 @@ def build(
         tag_filter=sorted(chosen),
         already_sent=len(skipped),
         total=len({r["arxiv_id"] for rs in by_tag.values() for r in rs}),
+        task_hidden=len(hidden),
         quiet_tags=[s for s in wanted if s not in shown],
     )
 

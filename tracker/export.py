@@ -1,8 +1,11 @@
 """Write the stored papers, with their tags and scores, as JSON lines, CSV, BibTeX or a markdown "awesome list".
 
 Pure rendering: the caller passes the rows (`store.papers_for_export`) and, when there is one, the
-taxonomy, whose facet and tag order (and titles) the awesome list follows; without it the facets
-stored in `paper_tags` are used in alphabetical order. JSON lines, CSV and BibTeX are written a paper at
+taxonomy, whose tag order (and titles) the awesome list follows; without it the facets and tags
+stored in `paper_tags` are used, tags in alphabetical order. Facets come in reader order
+(`tracker.reading_order`: MLLM kind and topic first, classic vision tasks last), the order the digest
+uses, and the task sections list only papers the relevance score calls multimodal-LLM work unless
+the caller asks for all of them. JSON lines, CSV and BibTeX are written a paper at
 a time as the rows arrive, so memory does not grow with the number of papers; the awesome list keeps
 the tagged papers (it needs them all to build its contents), never the untagged majority.
 """
@@ -27,6 +30,7 @@ from typing import Any
 
 from tracker.config import rules_dir
 from tracker.errors import ConfigError
+from tracker.reading_order import facet_rank, shown, sort_facets
 from tracker.rules import Taxonomy, load_taxonomy
 
 FORMATS = ("jsonl", "csv", "bibtex", "markdown")
@@ -126,9 +130,16 @@ def check_tag(tag: str | None, taxonomy: Taxonomy | None, stored: Sequence[tuple
 
 
 def render_chunks(
-    fmt: str, rows: Iterable[dict[str, Any]], taxonomy: Taxonomy | None = None, tag: str | None = None
+    fmt: str,
+    rows: Iterable[dict[str, Any]],
+    taxonomy: Taxonomy | None = None,
+    tag: str | None = None,
+    all_tasks: bool = False,
 ) -> Iterator[str]:
-    """The export in one format (`FORMATS`), a paper at a time; `tag` limits the awesome list to that tag."""
+    """The export in one format (`FORMATS`), a paper at a time; `tag` limits the awesome list to that tag.
+
+    :param all_tasks: the awesome list's task sections list every paper, not only MLLM work
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     if fmt == "jsonl":
@@ -138,7 +149,9 @@ def render_chunks(
     if fmt == "bibtex":
         return _bibtex_chunks(rows)
     # Untagged papers are in no section of the list: drop them as they arrive.
-    return iter([render_markdown([r for r in rows if r.get("tags")], taxonomy, tag)])
+    return iter(
+        [render_markdown(list(markdown_rows(rows, taxonomy, tag, all_tasks)), taxonomy, tag, all_tasks)]
+    )
 
 
 def _record(row: dict[str, Any]) -> dict[str, Any]:
@@ -249,14 +262,35 @@ def _anchor(title: str) -> str:
     return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
 
 
+def markdown_rows(
+    rows: Iterable[dict[str, Any]],
+    taxonomy: Taxonomy | None = None,
+    only: str | None = None,
+    all_tasks: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """The rows as the awesome list shows them: tags of sections the paper is kept out of dropped (a non-MLLM
+    paper under a task tag, `tracker.reading_order`), and papers left with no tag dropped. Idempotent."""
+    facet_of = {t.slug: t.facet for t in taxonomy.tags} if taxonomy is not None else {}
+    chosen = (only,) if only else ()
+    for row in rows:
+        tags = row.get("tags") or []
+        kept = [
+            t
+            for t in tags
+            if shown(facet_of.get(t["tag"], t["facet"]), t["tag"], row, all_tasks=all_tasks, chosen=chosen)
+        ]
+        if kept:
+            yield row if len(kept) == len(tags) else {**row, "tags": kept}
+
+
 def _sections(
     rows: Sequence[dict[str, Any]], taxonomy: Taxonomy | None, only: str | None
 ) -> list[tuple[Section, list[Section]]]:
-    """Facets and their tags that have papers, in taxonomy order (or alphabetical without one)."""
+    """Facets that have papers in reader order, with their tags in taxonomy order (alphabetical without one)."""
     present = {(t["facet"], t["tag"]) for r in rows for t in r["tags"] if only is None or t["tag"] == only}
     if taxonomy is not None:
         out = []
-        for facet in taxonomy.facets:
+        for facet in sorted(taxonomy.facets, key=lambda f: facet_rank(f.name)):
             tags = [
                 Section(t.slug, f"{t.slug}: {t.title}" if t.title != t.slug else t.slug)
                 for t in taxonomy.tags
@@ -270,7 +304,7 @@ def _sections(
         if extra:
             out.append((Section("other", "Other tags"), [Section(t, t) for t in extra]))
         return out
-    facets = sorted({f for f, _ in present})
+    facets = sort_facets(sorted({f for f, _ in present}))
     return [
         (Section(f, f), [Section(t, t) for t in sorted({t for ff, t in present if ff == f})]) for f in facets
     ]
@@ -294,9 +328,17 @@ def _paper_line(row: dict[str, Any], tag: str) -> str:
 
 
 def render_markdown(
-    rows: Sequence[dict[str, Any]], taxonomy: Taxonomy | None = None, only: str | None = None
+    rows: Sequence[dict[str, Any]],
+    taxonomy: Taxonomy | None = None,
+    only: str | None = None,
+    all_tasks: bool = False,
 ) -> str:
-    """An awesome list: a contents list, then one `##` per facet and `###` per tag, newest papers first."""
+    """An awesome list: a contents list, then one `##` per facet and `###` per tag, newest papers first.
+
+    Newest first even where the digest puts MLLM work first: a reference list is read by date, and its
+    MLLM-only task sections already keep the rest out.
+    """
+    rows = list(markdown_rows(rows, taxonomy, only, all_tasks))
     sections = _sections(rows, taxonomy, only)
     # Count and date only the papers the list shows: untagged rows are in `rows` but in no section.
     tagged = [r for r in rows if r.get("tags")]

@@ -394,7 +394,8 @@ def tagged_papers_between(db: Database, since: str, until: str) -> list[dict[str
     """Papers whose event day lies in [since, until] (YYYY-MM-DD, inclusive), one row per tag they carry."""
     sql = f"""
         SELECT p.arxiv_id, p.version, p.title, p.abstract, p.authors, p.primary_category, p.published,
-               p.updated, p.announced, p.announce_type, p.abs_url, t.tag, t.facet, t.score, t.source
+               p.updated, p.announced, p.announce_type, p.abs_url, p.mllm, p.relevance,
+               t.tag, t.facet, t.score, t.source
         FROM papers p JOIN paper_tags t ON t.arxiv_id = p.arxiv_id
         WHERE {IN_WINDOW_SQL} AND p.needs_metadata = 0
     """
@@ -407,13 +408,19 @@ def papers_between_count(db: Database, since: str, until: str) -> int:
     return int(db.conn.execute(sql, {"since": since, "until": until}).fetchone()[0])
 
 
-def tag_counts_by_week(db: Database, since: str, until: str) -> list[tuple[str, str, int]]:
-    """(tag, Monday of the ISO week, papers) for every tag and week with papers in [since, until]."""
+def tag_counts_by_week(
+    db: Database, since: str, until: str, mllm_only: bool = False
+) -> list[tuple[str, str, int]]:
+    """(tag, Monday of the ISO week, papers) for every tag and week with papers in [since, until].
+
+    :param mllm_only: count only papers the relevance score calls MLLM work (`mllm = 1`), as the
+        digest's task sections list them
+    """
     # date(d, 'weekday 0', '-6 days'): the Sunday on or after d, minus six days = that week's Monday.
     sql = f"""
         SELECT t.tag, date({EVENT_DATE_SQL}, 'weekday 0', '-6 days') AS monday, count(*)
         FROM papers p JOIN paper_tags t ON t.arxiv_id = p.arxiv_id
-        WHERE {IN_WINDOW_SQL}
+        WHERE {IN_WINDOW_SQL}{" AND p.mllm = 1" if mllm_only else ""}
         GROUP BY t.tag, monday
     """
     return [(r[0], r[1], int(r[2])) for r in db.conn.execute(sql, {"since": since, "until": until})]
