@@ -309,7 +309,9 @@ def test_a_week_of_backfilled_papers_is_found_through_the_event_day_index(tmp_pa
     meta = yaml.safe_load((Path(__file__).parent.parent / "db" / "metadata.yml").read_text())
     this_week = meta["databases"]["tracker"]["queries"]["papers_this_week"]["sql"]
     params = {"week_of": days[paper], "tag": ""}
-    assert [r[3] for r in handle.conn.execute(this_week, params)] == [paper]
+    found = handle.conn.execute(this_week, params)
+    column = [d[0] for d in found.description].index("arxiv_id")
+    assert [r[column] for r in found] == [paper]
 
     window = f"SELECT arxiv_id FROM papers p WHERE {store.IN_WINDOW_SQL}"
     for sql, args in ((window, {"since": "2016-06-01", "until": "2016-06-30"}), (this_week, params)):

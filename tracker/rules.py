@@ -45,6 +45,9 @@ class Tag:
     sections: tuple[SectionPattern, ...] = ()
     keywords: tuple[str, ...] = ()
     context: tuple[str, ...] = ()
+    title_keywords: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    focus: int = 0
     threshold: float | None = None
     # Given only to papers the MLLM relevance score calls multimodal-LLM work (RUBRIC.md: every tag of
     # the mllm and topic facets but LAVR requires `mllm = y`).
@@ -208,7 +211,7 @@ def _sections(value: Any, where: str) -> tuple[SectionPattern, ...]:
 
 TAG_KEYS = {
     "slug", "facet", "title", "description", "sections", "keywords", "context", "threshold", "requires_mllm",
-    "requires", _LINE,
+    "requires", "title_keywords", "exclude", "focus", _LINE,
 }
 
 
@@ -265,6 +268,9 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
         threshold = entry.get("threshold")
         if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
             raise ConfigError(f"{where}: threshold of {slug!r} must be a number between 0 and 1")
+        focus = entry.get("focus", 0)
+        if not isinstance(focus, int) or isinstance(focus, bool) or not 0 <= focus <= 100:
+            raise ConfigError(f"{where}: focus of {slug!r} must be a whole number from 0 to 100")
         requires_mllm = entry.get("requires_mllm", False)
         if not isinstance(requires_mllm, bool):
             raise ConfigError(f"{where}: requires_mllm of {slug!r} must be true or false")
@@ -277,6 +283,9 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
                 sections=_sections(entry.get("sections"), where),
                 keywords=_strings(entry.get("keywords"), f"{where}: keywords of {slug!r}"),
                 context=_strings(entry.get("context"), f"{where}: context of {slug!r}"),
+                title_keywords=_strings(entry.get("title_keywords"), f"{where}: title_keywords of {slug!r}"),
+                exclude=_strings(entry.get("exclude"), f"{where}: exclude of {slug!r}"),
+                focus=focus,
                 threshold=float(threshold) if threshold is not None else None,
                 requires_mllm=requires_mllm,
                 requires=_strings(entry.get("requires"), f"{where}: requires of {slug!r}"),

@@ -745,13 +745,14 @@ def save_tagging(
     db: Database,
     tags: Sequence[tuple[str, str, str, float, str, str | None]],
     scores: Sequence[tuple[str, str, float, float, str]],
-    papers: Sequence[tuple[str, str, str]],
+    papers: Sequence[tuple[str, str, str, float, int]],
 ) -> None:
     """Replace the tags and scores of a chunk of papers, in one transaction.
 
     :param tags: (arxiv_id, tag, facet, score, source, model_id) rows for `paper_tags`
     :param scores: (arxiv_id, tag, score, threshold, model_id) rows for `tag_scores`
-    :param papers: (arxiv_id, tags JSON, tagged_by) for the papers of the chunk (all of them, tagged or not)
+    :param papers: (arxiv_id, tags JSON, tagged_by, relevance, mllm) for the papers of the chunk (all of
+        them, tagged or not)
     """
     ids = [(p[0],) for p in papers]
     with db.atomic():
@@ -766,8 +767,8 @@ def save_tagging(
             scores,
         )
         db.conn.executemany(
-            "UPDATE papers SET tags = ?, tagged_by = ? WHERE arxiv_id = ?",
-            ((p[1], p[2], p[0]) for p in papers),
+            "UPDATE papers SET tags = ?, tagged_by = ?, relevance = ?, mllm = ? WHERE arxiv_id = ?",
+            ((p[1], p[2], p[3], p[4], p[0]) for p in papers),
         )
 
 

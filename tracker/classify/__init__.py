@@ -29,10 +29,10 @@ from tracker.classify.data import MIN_POSITIVES, TrainingSet, load_bundled, mode
 from tracker.classify.evaluation import CORE_TAGS, evaluate
 from tracker.classify.explain import Explanation, TagExplanation, explain
 from tracker.classify.features import build_vectorizer, tfidf_transform
-from tracker.classify.fitting import DEFAULT_PARAMS, MODES, choose_mode, decide, fit, title_rule_hits
+from tracker.classify.fitting import DEFAULT_PARAMS, decide, fit
 from tracker.classify.matching import RuleSet, SystemIndex, system_tags
-from tracker.classify.modelfile import TRUSTED_TYPES, Model, TrainReport, load_model, train
-from tracker.classify.pipeline import CHUNK_SIZE, ClassifyReport, run_classify, train_from_db
+from tracker.classify.modelfile import TRUSTED_TYPES, Model, TrainReport, fit_model, load_model, train
+from tracker.classify.pipeline import CHUNK_SIZE, ClassifyReport, run_classify, train_from_db, training_data
 from tracker.classify.predict import Tagging, predict
 from tracker.classify.render import render_evaluation, render_explanation, render_train
 from tracker.classify.text import TOKEN_PATTERN, paper_text, tokenize
@@ -42,7 +42,6 @@ __all__ = [
     "CORE_TAGS",
     "DEFAULT_PARAMS",
     "MIN_POSITIVES",
-    "MODES",
     "TOKEN_PATTERN",
     "TRUSTED_TYPES",
     "ClassifyReport",
@@ -55,11 +54,11 @@ __all__ = [
     "TrainReport",
     "TrainingSet",
     "build_vectorizer",
-    "choose_mode",
     "decide",
     "evaluate",
     "explain",
     "fit",
+    "fit_model",
     "load_bundled",
     "load_model",
     "model_tags_for",
@@ -71,9 +70,9 @@ __all__ = [
     "run_classify",
     "system_tags",
     "tfidf_transform",
-    "title_rule_hits",
     "tokenize",
     "train",
     "train_from_db",
+    "training_data",
     "training_set",
 ]

@@ -26,8 +26,7 @@ class TagExplanation:
     carried: bool
     up: list[tuple[str, float]]
     down: list[tuple[str, float]]
-    mode: str = "model"  # how the tag is decided, one of MODES
-    title_rule: list[str] = field(default_factory=list)  # phrases of the tag's rule found in the title
+    blocked: str = ""  # why a score above the threshold does not give the tag (the MLLM gate, `requires`)
 
 
 @dataclass
@@ -40,6 +39,9 @@ class Explanation:
     rules: dict[str, list[str]]  # tag -> phrases that fired
     systems: list[tuple[str, str]]  # (tag, system name)
     manual: dict[str, str]
+    relevance: float = 0.0
+    relevance_threshold: float = 0.0
+    relevance_terms: list[tuple[str, float]] = field(default_factory=list)
 
 
 def explain(db: Database, db_path: Path, arxiv_id: str, terms: int = 6) -> Explanation:
@@ -50,30 +52,39 @@ def explain(db: Database, db_path: Path, arxiv_id: str, terms: int = 6) -> Expla
     title, abstract = texts[arxiv_id]
     model, meta = load_model(*model_paths(db_path), db_path)
     text = paper_text(title, abstract)
-    X = model.features([text])
-    S = model.scores([text])[0]
+    match = model.rules.match(title, abstract)
+    X = model.features([text], [match.fired])
+    S = model.scores([text], [match.fired])
+    given = model.given(S, [match])[0]
+    S = S[0]
     W = model.weights()
     names = model.feature_names()
     carried = {r["tag"] for r in store.paper_tag_rows(db, arxiv_id)}
-    title_fired = model.rules.fired_all(title or "")
-    out = []
-    for j, tag in enumerate(model.model_tags):
-        th = float(model.thresholds[j])
-        mode = model.modes[j]
-        # The same test `predict` uses; `matched` only finds the phrases to show.
-        fired_in_title = mode != "model" and tag in title_fired
-        in_title = (model.rules.matched(tag, title or "") or ["fired"]) if fired_in_title else []
-        near = S[j] >= th / 2 and mode != "title"  # a tag its title rule alone decides has no near misses
-        if tag not in carried and not near and not fired_in_title:
-            continue
+
+    def contributions(j: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         contrib = X.data * W[X.indices, j]
         order = np.argsort(-contrib)
         up = [(str(names[X.indices[k]]), float(contrib[k])) for k in order[:terms] if contrib[k] > 0]
         down = [(str(names[X.indices[k]]), float(contrib[k])) for k in order[::-1][:terms] if contrib[k] < 0]
-        out.append(TagExplanation(tag, float(S[j]), th, tag in carried, up, down, mode, in_title))
+        return up, down
+
+    relevance, gate = float(S[-1]), model.relevance_threshold
+    out = []
+    for j, tag in enumerate(model.model_tags):
+        th = float(model.thresholds[j])
+        if tag not in carried and S[j] < th / 2:
+            continue
+        blocked = ""
+        if S[j] >= th and not given[j]:
+            blocked = (
+                f"needs MLLM work; relevance {relevance:.3f} < {gate:.3f}" if tag in model.gated and relevance < gate
+                else "needs one of its `requires` phrases, and the paper has none"
+            )  # fmt: skip
+        out.append(TagExplanation(tag, float(S[j]), th, tag in carried, *contributions(j), blocked))
     out.sort(key=lambda e: -e.score / max(e.threshold, 1e-9))
-    rules = {t: m for t in model.facets if (m := model.rules.matched(t, text))}
+    rules = {t: m for t in model.facets if (m := model.rules.matched(t, title, abstract))}
     return Explanation(
         arxiv_id, title, meta["model_id"], store.paper_tag_rows(db, arxiv_id), out, rules,
         system_tags(model.systems, arxiv_id, title), _manual_map(db).get(arxiv_id, {}),
+        relevance, gate, contributions(len(model.model_tags))[0],
     )  # fmt: skip

@@ -24,8 +24,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from tracker.classify.data import MIN_POSITIVES, TrainingSet, model_tags_for
 from tracker.classify.features import build_vectorizer, tfidf_transform
-from tracker.classify.fitting import DEFAULT_PARAMS, _calibrate, _prf, decide, fit, title_rule_hits
-from tracker.classify.matching import RuleSet, SystemIndex
+from tracker.classify.fitting import DEFAULT_PARAMS, _calibrate, _prf, decide, fit
+from tracker.classify.matching import Match, RuleSet, SystemIndex, requires_met
 from tracker.errors import ModelError
 from tracker.rules import NamedSystem, Taxonomy
 
@@ -35,7 +35,9 @@ from tracker.rules import NamedSystem, Taxonomy
 # the same; a model of another format is refused on load. Comments, refactors and speed-ups that give the
 # same tags leave it alone (an id hashing the source made a comment edit re-tag every paper).
 # Format 1: models saved before this number existed.
-MODEL_FORMAT = 2
+# Format 2: one SVM per tag chosen by title-rule modes and stream caps (issue 3).
+# Format 3: reviewed labels, the MLLM relevance head and its gate, rules with focus/exclude (issue 12).
+MODEL_FORMAT = 3
 # Reviewed list of the types a model file may contain (skops refuses anything else on load).
 # They are the estimators this module builds and the plain containers around them; nothing here can run
 # code at load time. Adding an estimator to the model means adding its type here after review.
@@ -59,15 +61,16 @@ TRUSTED_TYPES = [
 
 @dataclass
 class Model:
-    """A trained classifier: vectorizer, one linear scorer per model tag, calibration, thresholds, rules."""
+    """A trained classifier: vectorizer, one linear scorer per model tag plus the MLLM relevance head,
+    calibration, thresholds, rules and facts."""
 
     tfidf: TfidfVectorizer
-    W: np.ndarray  # (n_features, n_tags): TF-IDF terms then one rule column per model tag
-    b: np.ndarray  # (n_tags,)
-    platt: np.ndarray  # (n_tags, 2): score = sigmoid(a * margin + b)
+    W: np.ndarray  # (n_features, n_tags + 1): TF-IDF terms then one rule row per model tag; relevance last
+    b: np.ndarray  # (n_tags + 1,)
+    platt: np.ndarray  # (n_tags + 1, 2): score = sigmoid(a * margin + b)
     model_tags: list[str]
-    thresholds: np.ndarray
-    modes: list[str]  # per model tag, one of MODES
+    thresholds: np.ndarray  # (n_tags + 1,): the relevance head's last
+    gated: frozenset[str]  # tags (model or rule) given only to MLLM work
     rules: RuleSet
     rule_tags: list[str]  # tags assigned by rules alone
     systems: list[NamedSystem]
@@ -82,19 +85,28 @@ class Model:
             self._systems = SystemIndex(self.systems)
         return self._systems
 
-    def features(self, texts: Sequence[str], fired: Sequence[set[str]] | None = None) -> sp.csr_matrix:
-        tf = tfidf_transform(self.tfidf, texts)
-        rules = self.rules.hits(texts, self.model_tags, fired) * self.params["rule_weight"]
-        return sp.hstack([tf, rules], format="csr")
+    @property
+    def relevance_threshold(self) -> float:
+        return float(self.thresholds[-1])
 
-    def scores(self, texts: Sequence[str], fired: Sequence[set[str]] | None = None) -> np.ndarray:
-        """Calibrated score of every model tag for every text (rows = texts)."""
+    def features(self, texts: Sequence[str], fired: Sequence[set[str]]) -> sp.csr_matrix:
+        """TF-IDF of the texts, then one 0/1 column per model tag: did its rule fire (`Match.fired`)."""
+        return sp.hstack([tfidf_transform(self.tfidf, texts), RuleSet.hits(fired, self.model_tags)], format="csr")
+
+    def scores(self, texts: Sequence[str], fired: Sequence[set[str]]) -> np.ndarray:
+        """Calibrated scores, rows = texts: one column per model tag, then the relevance score."""
         if not texts:
-            return np.zeros((0, len(self.model_tags)))
+            return np.zeros((0, len(self.model_tags) + 1))
         return _calibrate(np.asarray(self.features(texts, fired) @ self.W) + self.b, self.platt)
 
+    def given(self, S: np.ndarray, matches: Sequence[Match]) -> np.ndarray:
+        """papers x model tags: which model tags the papers get (`fitting.decide`)."""
+        gated = np.array([t in self.gated for t in self.model_tags], dtype=bool)
+        met = requires_met(self.rules, matches, self.model_tags)
+        return decide(S[:, :-1], S[:, -1], self.thresholds[:-1], self.relevance_threshold, gated, met)
+
     def weights(self) -> np.ndarray:
-        """(n_features, n_tags) coefficients, for `explain`."""
+        """(n_features, n_tags + 1) coefficients, for `explain`."""
         return self.W
 
     def feature_names(self) -> np.ndarray:
@@ -110,47 +122,47 @@ class TrainReport:
     model_id: str
     papers: int
     positives: dict[str, int]
-    cv: dict[str, dict[str, Any]]
+    cv: dict[str, dict[str, Any]]  # per model tag, and "relevance" for the relevance head
     seconds: float
     model_path: Path
     model: Model | None = None
 
 
-def train(
-    taxonomy: Taxonomy, data: TrainingSet, model_path: Path, meta_path: Path, label_hash: str,
-    params: dict[str, Any] | None = None,
-) -> TrainReport:  # fmt: skip
-    """Train on `data`, save the model (skops) and its sidecar, and report cross-validated scores per tag."""
-    started = time.monotonic()
+def fit_model(
+    taxonomy: Taxonomy, data: TrainingSet, params: dict[str, Any] | None = None,
+    tags: Sequence[str] | None = None,
+) -> tuple[Model, dict[str, Any], dict[str, dict[str, Any]]]:  # fmt: skip
+    """Fit a model on `data`: the model, the plain object `train` saves, and inner cross-validated figures.
+
+    `train` saves what this returns; `evaluate` calls it on each outer fold's training part, with the
+    model tags of the whole set (`tags`; default: those with MIN_POSITIVES examples in `data`).
+    """
     params = {**DEFAULT_PARAMS, **(params or {})}
     rules = RuleSet.from_taxonomy(taxonomy)
-    tags = model_tags_for(taxonomy, data)
+    tags = list(tags) if tags is not None else model_tags_for(taxonomy, data)
     if not tags:
-        raise ModelError(
-            f"no tag has {MIN_POSITIVES} labelled papers with an abstract; add labels and retrain"
-        )
+        raise ModelError(f"no tag has {MIN_POSITIVES} labelled papers with an abstract; add labels and retrain")
+    if data.mllm.all() or not data.mllm.any():
+        raise ModelError("cannot train the relevance score: the labels need papers about MLLMs and papers not")
     Y = data.matrix(tags)
-    fitted = fit(data.texts, Y, tags, rules, params, data.stream, title_rule_hits(rules, data.titles, tags))
-    by_model, by_title = decide(fitted.oof >= fitted.thresholds, fitted.title_hits, fitted.modes)
-    cv: dict[str, dict[str, Any]] = {}
-    for j, tag in enumerate(tags):
-        cv[tag] = _prf(Y[:, j].astype(bool), by_model[:, j] | by_title[:, j]) | {
-            "threshold": round(float(fitted.thresholds[j]), 4), "mode": fitted.modes[j]}  # fmt: skip
-    vocabulary = fitted.tfidf.vocabulary_
-    terms = sorted(vocabulary, key=vocabulary.__getitem__)
+    matches = [rules.match(t, a) for t, a in zip(data.titles, data.abstracts, strict=True)]
+    vec = build_vectorizer(params)
+    X_text = vec.fit_transform(np.asarray(data.texts, dtype=object))
+    gated = frozenset(t.slug for t in taxonomy.tags if t.requires_mllm)
+    gated_cols = np.array([t in gated for t in tags], dtype=bool)
+    fitted = fit(X_text, RuleSet.hits([m.fired for m in matches], tags), Y, data.mllm, gated_cols, params)
+    vocabulary = vec.vocabulary_
     obj = {
-        "terms": np.array(terms, dtype=str),
-        "idf": np.asarray(fitted.tfidf.idf_, dtype=np.float64),
-        "W": np.stack([e.coef_.ravel() for e in fitted.estimators], axis=1).astype(np.float64),
-        "b": np.array([float(e.intercept_[0]) for e in fitted.estimators]),
+        "terms": np.array(sorted(vocabulary, key=vocabulary.__getitem__), dtype=str),
+        "idf": np.asarray(vec.idf_, dtype=np.float64),
+        "W": fitted.W,
+        "b": fitted.b,
         "platt": fitted.platt,
         "model_tags": list(tags),
         "thresholds": fitted.thresholds,
-        "modes": list(fitted.modes),
-        "rules": {
-            k: {"keywords": list(v["keywords"]), "context": list(v["context"])} for k, v in rules.spec.items()
-        },
-        "rule_tags": [t.slug for t in taxonomy.tags if t.slug not in tags and t.keywords],
+        "gated": sorted(gated),
+        "rules": {k: dict(v) for k, v in rules.spec.items()},
+        "rule_tags": [t.slug for t in taxonomy.tags if t.slug not in tags and (t.keywords or t.title_keywords)],
         "systems": [
             {"name": s.name, "tags": list(s.tags), "arxiv_id": s.arxiv_id or "", "title": s.title or ""}
             for s in taxonomy.named_systems
@@ -159,6 +171,26 @@ def train(
         "format": MODEL_FORMAT,
         "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
     }
+    model = _model_from_obj(obj)
+    oof = np.nan_to_num(fitted.oof, nan=0.0)  # a gated tag's head never scored non-MLLM rows: not given
+    pred = model.given(oof, matches)
+    cv: dict[str, dict[str, Any]] = {}
+    for j, tag in enumerate(tags):
+        cv[tag] = _prf(Y[:, j].astype(bool), pred[:, j]) | {"threshold": round(float(fitted.thresholds[j]), 4)}
+    cv["relevance"] = _prf(data.mllm, oof[:, -1] >= fitted.thresholds[-1]) | {
+        "threshold": round(float(fitted.thresholds[-1]), 4)}  # fmt: skip
+    return model, obj, cv
+
+
+def train(
+    taxonomy: Taxonomy, data: TrainingSet, model_path: Path, meta_path: Path, label_hash: str,
+    params: dict[str, Any] | None = None,
+) -> TrainReport:  # fmt: skip
+    """Train on `data`, save the model (skops) and its sidecar, and report cross-validated scores per tag."""
+    started = time.monotonic()
+    model, obj, cv = fit_model(taxonomy, data, params)
+    tags = model.model_tags
+    Y = data.matrix(tags)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = model_path.with_suffix(".tmp")
     sio.dump(obj, tmp)
@@ -177,10 +209,10 @@ def train(
         "label_hash": label_hash,
         "papers": len(data.ids),
         "labelled": int((~data.stream).sum()),
+        "mllm_papers": int(data.mllm.sum()),
         "model_tags": list(tags),
         "rule_tags": obj["rule_tags"],
         "positives": {t: int(Y[:, j].sum()) for j, t in enumerate(tags)},
-        "modes": dict(zip(tags, fitted.modes, strict=True)),
         "cv": cv,
         "params": obj["params"],
         "git_commit": _git_commit(),
@@ -189,9 +221,7 @@ def train(
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     tmp.replace(model_path)
     seconds = time.monotonic() - started
-    return TrainReport(
-        model_id, len(data.ids), meta["positives"], cv, seconds, model_path, _model_from_obj(obj)
-    )
+    return TrainReport(model_id, len(data.ids), meta["positives"], cv, seconds, model_path, model)
 
 
 def content_id(obj: dict[str, Any]) -> str:
@@ -225,30 +255,37 @@ def _git_commit() -> str | None:
 
 
 def _model_from_obj(obj: dict[str, Any]) -> Model:
-    systems = [
-        NamedSystem(s["name"], tuple(s["tags"]), s["arxiv_id"] or None, s["title"] or None)
-        for s in obj["systems"]
-    ]
-    params = {**DEFAULT_PARAMS, "tokenizer": "regex", **obj["params"]}  # saved before `tokenize`: regex
-    tfidf = build_vectorizer(params)
-    # A vectorizer with a fixed vocabulary and idf transforms exactly like the fitted one (tested).
-    tfidf.vocabulary_ = {str(term): i for i, term in enumerate(obj["terms"])}
-    tfidf.idf_ = np.asarray(obj["idf"])
-    return Model(
-        tfidf=tfidf,
-        W=np.asarray(obj["W"], dtype=np.float64),
-        b=np.asarray(obj["b"], dtype=np.float64),
-        platt=np.asarray(obj["platt"]),
-        model_tags=list(obj["model_tags"]),
-        thresholds=np.asarray(obj["thresholds"]),
-        # Model files saved before modes existed decide every tag by the model.
-        modes=list(obj.get("modes") or ["model"] * len(obj["model_tags"])),
-        rules=RuleSet(obj["rules"]),
-        rule_tags=list(obj["rule_tags"]),
-        systems=systems,
-        facets=dict(obj["facets"]),
-        params=params,
-    )
+    try:
+        systems = [
+            NamedSystem(s["name"], tuple(s["tags"]), s["arxiv_id"] or None, s["title"] or None)
+            for s in obj["systems"]
+        ]
+        params = {**DEFAULT_PARAMS, "tokenizer": "regex", **obj["params"]}  # saved before `tokenize`: regex
+        tfidf = build_vectorizer(params)
+        # A vectorizer with a fixed vocabulary and idf transforms exactly like the fitted one (tested).
+        tfidf.vocabulary_ = {str(term): i for i, term in enumerate(obj["terms"])}
+        tfidf.idf_ = np.asarray(obj["idf"])
+        model = Model(
+            tfidf=tfidf,
+            W=np.asarray(obj["W"], dtype=np.float64),
+            b=np.asarray(obj["b"], dtype=np.float64),
+            platt=np.asarray(obj["platt"], dtype=np.float64),
+            model_tags=list(obj["model_tags"]),
+            thresholds=np.asarray(obj["thresholds"], dtype=np.float64),
+            gated=frozenset(obj["gated"]),
+            rules=RuleSet(obj["rules"]),
+            rule_tags=list(obj["rule_tags"]),
+            systems=systems,
+            facets=dict(obj["facets"]),
+            params=params,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelError(f"the model file is not a tracker model ({type(exc).__name__}: {exc})") from None
+    n_tags = len(model.model_tags)
+    shapes = (model.W.shape, model.b.shape, model.platt.shape, model.thresholds.shape)
+    if shapes != ((len(model.tfidf.vocabulary_) + n_tags, n_tags + 1), (n_tags + 1,), (n_tags + 1, 2), (n_tags + 1,)):
+        raise ModelError(f"the model file is not a tracker model (arrays of shapes {shapes})")
+    return model
 
 
 def load_model(
@@ -288,9 +325,14 @@ def load_model(
             f"{model_path} holds types outside the reviewed list: {', '.join(sorted(untrusted))}"
         )
     obj = sio.loads(raw, trusted=TRUSTED_TYPES)
+    if not isinstance(obj, dict):
+        raise ModelError(f"{model_path} is not a tracker model; {retrain}")
     if obj.get("format", 1) != MODEL_FORMAT:
         raise ModelError(_format_advice(model_path, obj.get("format", 1), retrain))
-    model = _model_from_obj(obj)
+    try:
+        model = _model_from_obj(obj)
+    except ModelError as exc:
+        raise ModelError(f"{model_path}: {exc}; {retrain}") from None
     return model, meta
 
 

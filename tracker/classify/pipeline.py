@@ -18,7 +18,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from tracker import store
-from tracker.classify.data import training_set
+from tracker.classify.data import TrainingSet, training_set
 from tracker.classify.modelfile import Model, TrainReport, load_model, train
 from tracker.classify.predict import ChunkRows, chunk_rows
 from tracker.config import model_paths, rules_dir
@@ -37,6 +37,16 @@ class ClassifyReport:
     seconds: float = 0.0
 
 
+def training_data(
+    db: Database, taxonomy: Taxonomy, labels: Labels, **records: Sequence[dict[str, Any]]
+) -> TrainingSet:
+    """The training set of `labels` with the database's manual labels (and texts of papers not bundled)."""
+    return training_set(
+        labels, store.manual_labels(db), lambda ids: store.paper_texts(db, ids),
+        gated={t.slug for t in taxonomy.tags if t.requires_mllm}, **records,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
 def train_from_db(
     db: Database,
     db_path: Path,
@@ -49,7 +59,7 @@ def train_from_db(
 
     `records` may pass `labelled=` / `corpus=` record lists instead of the bundled data (tests, small runs).
     """
-    data = training_set(labels, store.manual_labels(db), lambda ids: store.paper_texts(db, ids), **records)  # type: ignore[arg-type]
+    data = training_data(db, taxonomy, labels, **records)
     manual_hash = hashlib.sha256(json.dumps(store.manual_labels(db)).encode()).hexdigest()[:8]
     model_path, meta_path = model_paths(db_path)
     return train(taxonomy, data, model_path, meta_path, f"{labels.content_hash}+{manual_hash}", params)

@@ -11,52 +11,51 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracker.classify.fitting import _uses, decide, title_rule_hits
 from tracker.classify.modelfile import Model
 from tracker.classify.text import paper_text
 
 
 @dataclass
 class Tagging:
-    """What the tracker concludes for one paper: tags with (score, source) and the model scores worth keeping."""
+    """What the tracker concludes for one paper: tags with (score, source), the model scores worth keeping,
+    and the MLLM relevance score with its verdict."""
 
     arxiv_id: str
     tags: dict[str, tuple[float, str]]  # tag -> (score, source)
     # model tag -> (score, threshold), where the score reaches half the threshold (tagged or a near miss)
     scores: dict[str, tuple[float, float]]
+    relevance: float = 0.0
+    mllm: bool = False
 
 
 def predict(
     model: Model, papers: Sequence[tuple[str, str, str]], manual: dict[str, dict[str, str]] | None = None
 ) -> list[Tagging]:
-    """Tag (arxiv_id, title, abstract) papers: model (or title rule, by each tag's mode), then keyword rules,
-    then named systems; manual labels last.
+    """Tag (arxiv_id, title, abstract) papers: the model's tags, then keyword rules, then named systems;
+    manual labels last. Tags that require MLLM work go only to papers the relevance score passes.
 
     :param manual: {arxiv_id: {tag: 'add' | 'remove'}}: a person's word wins over everything else
     """
+    matches = [model.rules.match(title, abstract) for _, title, abstract in papers]  # once per paper
     texts = [paper_text(title, abstract) for _, title, abstract in papers]
-    fired = [model.rules.fired_all(text) for text in texts]  # once per paper: features and rule tags
-    S = model.scores(texts, fired)
-    titled = np.zeros(S.shape, dtype=bool)
-    if _uses(model.modes, "title").any():  # else no tag looks at titles: skip matching them
-        titled = title_rule_hits(model.rules, [title for _, title, _ in papers], model.model_tags)
-    by_model, by_title = decide(model.thresholds <= S, titled, model.modes)
-    # A tag decided by its title rule alone has no model verdict to be near: no score is kept for it.
-    kept = (model.thresholds / 2 <= S) & _uses(model.modes, "model")
+    S = model.scores(texts, [m.fired for m in matches])
+    given = model.given(S, matches)
+    relevance = S[:, -1] if len(papers) else np.zeros(0)
+    is_mllm = (relevance >= model.relevance_threshold).tolist()
+    kept = model.thresholds[:-1] / 2 <= S[:, :-1]
     # Whole-matrix work in numpy, then plain lists per paper: per-row numpy calls cost more than the rest.
     scores, thresholds, tag_names = S.tolist(), model.thresholds.tolist(), model.model_tags
-    model_rows, title_rows, kept_rows = _row_lists(by_model), _row_lists(by_title), _row_lists(kept)
-    rule_tags = set(model.rule_tags)
+    given_rows, kept_rows = _row_lists(given), _row_lists(kept)
+    rule_tags, gated = set(model.rule_tags), model.gated
     out = []
     for i, (arxiv_id, title, _) in enumerate(papers):
         tags: dict[str, tuple[float, str]] = {}
         row = scores[i]
-        for j in model_rows[i]:
+        for j in given_rows[i]:
             tags[tag_names[j]] = (row[j], "model")
-        for j in title_rows[i]:
-            tags[tag_names[j]] = (1.0, "rule")
-        for tag in sorted(fired[i] & rule_tags):
-            tags.setdefault(tag, (1.0, "rule"))
+        for tag in sorted(matches[i].fired & rule_tags):
+            if (is_mllm[i] or tag not in gated) and (tag in matches[i].met or not model.rules.has_requires(tag)):
+                tags.setdefault(tag, (1.0, "rule"))
         for tag, _name in model.system_index.tags(arxiv_id, title):
             tags[tag] = (1.0, "rule")
         for tag, action in (manual or {}).get(arxiv_id, {}).items():
@@ -64,7 +63,8 @@ def predict(
                 tags[tag] = (1.0, "manual")
             else:
                 tags.pop(tag, None)
-        out.append(Tagging(arxiv_id, tags, {tag_names[j]: (row[j], thresholds[j]) for j in kept_rows[i]}))
+        near = {tag_names[j]: (row[j], thresholds[j]) for j in kept_rows[i]}
+        out.append(Tagging(arxiv_id, tags, near, row[-1], is_mllm[i]))
     return out
 
 
@@ -78,11 +78,12 @@ def _row_lists(mask: np.ndarray) -> list[list[int]]:
 
 @dataclass
 class ChunkRows:
-    """The rows one chunk of papers writes: paper_tags, tag_scores and papers (tags JSON, tagged_by)."""
+    """The rows one chunk of papers writes: paper_tags, tag_scores and papers (tags JSON, tagged_by,
+    relevance, mllm)."""
 
     tags: list[tuple[str, str, str, float, str, str | None]]
     scores: list[tuple[str, str, float, float, str]]
-    papers: list[tuple[str, str, str]]
+    papers: list[tuple[str, str, str, float, int]]
     tagged: int
 
 
@@ -102,6 +103,6 @@ def chunk_rows(
             out.tags.append((r.arxiv_id, tag, model.facets.get(tag, ""), round(score, 4), source, owner))
         out.scores += [(r.arxiv_id, t, round(s, 4), round(th, 4), model_id) for t, (s, th) in r.scores.items()]
         slugs = sorted(r.tags, key=lambda t: order.get(t, len(order)))
-        out.papers.append((r.arxiv_id, json.dumps(slugs), model_id))
+        out.papers.append((r.arxiv_id, json.dumps(slugs), model_id, round(r.relevance, 4), int(r.mllm)))
         out.tagged += bool(r.tags)
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tracker.classify.evaluation import CORE_TAGS
+from tracker.classify.evaluation import CORE_TAGS, OTHER_MODEL_TAGS
 
 if TYPE_CHECKING:
     from tracker.classify.explain import Explanation
@@ -13,11 +13,11 @@ if TYPE_CHECKING:
 
 def render_train(report: TrainReport) -> str:
     lines = [f"trained model {report.model_id} on {report.papers} papers in {report.seconds:.1f}s -> {report.model_path}",
-             f"{'tag':15} {'support':>7} {'P':>5} {'R':>5} {'F1':>5} {'threshold':>9}  decided by (cross-validated)"]  # fmt: skip
+             f"{'tag':15} {'support':>7} {'P':>5} {'R':>5} {'F1':>5} {'threshold':>9}   (inner cross-validation)"]  # fmt: skip
     for tag, m in report.cv.items():
+        name = "MLLM relevance" if tag == "relevance" else tag
         lines.append(
-            f"{tag:15} {m['support']:>7} {m['precision']:>5.2f} {m['recall']:>5.2f} {m['f1']:>5.2f} {m['threshold']:>9.3f}"
-            f"  {m['mode']}"
+            f"{name:15} {m['support']:>7} {m['precision']:>5.2f} {m['recall']:>5.2f} {m['f1']:>5.2f} {m['threshold']:>9.3f}"
         )
     return "\n".join(lines)
 
@@ -26,20 +26,17 @@ def render_explanation(e: Explanation) -> str:
     lines = [f"{e.arxiv_id}  {e.title}", f"model {e.model_id}"]
     carried = ", ".join(f"{t['tag']} ({t['source']} {t['score']:.2f})" for t in e.tags) or "none"
     lines.append(f"tags: {carried}")
+    verdict = "MLLM work" if e.relevance >= e.relevance_threshold else "not MLLM work"
+    lines.append(f"MLLM relevance: {e.relevance:.3f} vs threshold {e.relevance_threshold:.3f} ({verdict})")
+    lines.append("  up:   " + (", ".join(f"{t} (+{c:.3f})" for t, c in e.relevance_terms) or "-"))
     for x in e.model:
-        above = x.score >= x.threshold and x.mode != "title"
-        verdict = "TAGGED" if above else "TAGGED by its title rule" if x.title_rule else "near miss"
-        if x.mode == "title" and not x.title_rule:
-            verdict = "not tagged: its title rule did not fire"
+        above = x.score >= x.threshold
+        verdict = "TAGGED" if above and not x.blocked else f"not tagged: {x.blocked}" if above else "near miss"
         if x.tag in e.manual:  # a person's label wins over the model: say so next to the model's view
-            side = "above" if above or x.title_rule else "below"
+            side = "above" if above else "below"
             person = "added" if e.manual[x.tag] == "add" else "removed"
             verdict = f"model: {side}; a person {person} this tag: {'TAGGED' if person == 'added' else 'NOT TAGGED'}"
         lines.append(f"\n{x.tag}: score {x.score:.3f} vs threshold {x.threshold:.3f} ({verdict})")
-        if x.mode != "model":  # cross-validation chose the title rule as (part of) how this tag is decided
-            how = "its keyword rule on the title alone" if x.mode == "title" else "the model, or its keyword rule on the title"
-            found = ", ".join(x.title_rule) if x.title_rule else "did not fire"
-            lines.append(f"  decided by {how} (title rule: {found})")
         lines.append("  up:   " + (", ".join(f"{t} (+{c:.3f})" for t, c in x.up) or "-"))
         lines.append("  down: " + (", ".join(f"{t} ({c:.3f})" for t, c in x.down) or "-"))
     if e.rules:
@@ -71,9 +68,15 @@ def render_evaluation(report: dict[str, Any]) -> str:
         support = systems["product"]["per_tag"][tag]["support"]
         lines.append(f"{tag:15} {support:>7}  " + "  ".join(cells))
     lines.append("")
-    for key, title in (("macro_f1", "macro-F1 (core tags)"), ("micro_f1", "micro-F1 (core tags)"),
-                       ("micro_precision", "micro-precision (core)"), ("micro_recall", "micro-recall (core)"),
-                       ("macro_f1_labelled", "macro-F1, curated only"), ("stream_tagged", "stream share tagged")):  # fmt: skip
+    for key, title in (("macro_f1", "macro-F1 (core tags)"), ("macro_f1_other", "macro-F1 (alignment..)"),
+                       ("micro_f1", "micro-F1 (core tags)"), ("micro_precision", "micro-precision (core)"),
+                       ("micro_recall", "micro-recall (core)"), ("no_core_tagged", "no-core papers tagged"),
+                       ("stream_tagged", "unread corpus tagged")):  # fmt: skip
         lines.append(f"{title:24}" + "  ".join(f"{systems[s][key]:>20.3f}" for s in systems))
-    lines.append(f"core tags: {', '.join(CORE_TAGS)}")
+    rel = report["relevance"]
+    lines.append(
+        f"MLLM relevance score: precision {rel['precision']:.3f}, recall {rel['recall']:.3f}, F1 {rel['f1']:.3f}"
+        f" ({rel['support']} MLLM papers)"
+    )
+    lines.append(f"core tags: {', '.join(CORE_TAGS)}; alignment..: {', '.join(OTHER_MODEL_TAGS)}")
     return "\n".join(lines)
