@@ -360,6 +360,10 @@ def classify(db_path, all_papers):
 def label(db_path, arxiv_id, tag, remove):
     """Correct a paper's tags by hand: kept across retrains and used by the next `train`.
 
+    Judge by the labelling guide the training labels were made with, docs/labelling.md (a tag is right
+    when it is the paper's main subject, not when a word appears). `tracker review` offers the papers
+    where an answer teaches the model most.
+
     \b
     Example:
         tracker label papers.db 2304.08485 MIT
