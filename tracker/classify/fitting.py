@@ -26,7 +26,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
     # five-fold cross-validation on the reviewed labels, as every figure here (tracker evaluate).
     "tfidf__min_df": 2,
     "tfidf__max_df": 0.5,
-    "tfidf__max_features": 200_000,
+    # 50,000 of the 126,000 terms: the same figures within noise (core macro-F1 0.664 vs 0.668, the
+    # others 0.615 vs 0.598) and a tenth faster to transform (a smaller vocabulary to look n-grams up in).
+    "tfidf__max_features": 50_000,
     "clf__C": 1.0,
     "clf__class_weight": "balanced",
     # Each model tag also sees whether its own keyword rule fired, at this weight (0 = not at all). Its own
