@@ -13,8 +13,11 @@
 #   TRACKER_LOCK_WAIT    seconds to wait for a running sync to finish (default: 600)
 #   TRACKER_DIGEST_ARGS  extra arguments for `tracker digest`, e.g. "--skip-empty"
 #
-# Exit status: 0 when every digest went out (or had already); non-zero when one failed or the
-# database stayed locked for TRACKER_LOCK_WAIT seconds.
+# Exit status: 0 when every digest went out (or had already); non-zero when one failed (1; the next
+# run retries it), the database stayed locked for TRACKER_LOCK_WAIT seconds (75; the next run retries),
+# or the settings are wrong (2: no SMTP server or sender, an auth.json others can read, a bad option;
+# nothing is retried, it fails the same way until it is fixed). On failure the run's log lines also go
+# to stderr, so cron mails them to MAILTO (cron/crontab.example); on success nothing is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,10 +31,19 @@ mkdir -p "$(dirname "$LOG")"
 stamp() { while IFS= read -r line; do printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$line"; done >> "$LOG"; }
 log() { printf '%s\n' "$*" | stamp; }
 
+first=1  # this run's first line in the log
+if [ -f "$LOG" ]; then first=$(( $(wc -l < "$LOG") + 1 )); fi
 log "weekly: start (pid $$): $TRACKER digest $DB --send --wait $WAIT ${EXTRA[*]:-}"
 set +e
 "$TRACKER" digest "$DB" --send --wait "$WAIT" ${EXTRA[@]+"${EXTRA[@]}"} 2>&1 | stamp
 status=${PIPESTATUS[0]}
 set -e
-if [ "$status" -eq 0 ]; then log "weekly: done"; else log "weekly: FAILED (exit $status); the next run retries"; fi
+case "$status" in
+    0) log "weekly: done" ;;
+    2) log "weekly: FAILED (exit 2): a configuration or usage error; nothing is retried until it is fixed" ;;
+    75) log "weekly: FAILED (exit 75): $DB stayed locked for $WAIT s; the next run retries" ;;
+    *) log "weekly: FAILED (exit $status): see the lines above; a send that failed is retried by the next run" ;;
+esac
+# cron mails what a job prints: print this run's lines when it failed, nothing otherwise.
+if [ "$status" -ne 0 ]; then tail -n "+$first" "$LOG" >&2; fi
 exit "$status"
