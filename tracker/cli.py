@@ -469,7 +469,7 @@ def explain(db_path, arxiv_id):
     existing(db_path)
     from tracker import classify, store
 
-    db = store.open_db(db_path)
+    db = store.open_readonly(db_path)
     click.echo(classify.render_explanation(classify.explain(db, db_path, arxiv_id)))
 
 
@@ -690,7 +690,8 @@ def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, sec
     to = [mail.check_address(a, "--to") for a in to]
     if send and out:
         raise ConfigError("--out writes a file and --send emails: use one at a time")
-    db = store.open_db(db_path)
+    # Printing or writing a file only reads: it works on a database the user cannot write.
+    db = store.open_db(db_path) if send else store.open_readonly(db_path)
     subscribers = dict(store.list_subscribers(db))
     source = DigestSource(db, window, moment, max_per_tag, all_tasks)
     if not send:
@@ -803,7 +804,7 @@ def status(db_path, max_missed, now):
     from tracker import store
     from tracker.status import render_status
 
-    report = collect_status(store.open_db(db_path), parse_now(now), max_missed)
+    report = collect_status(store.open_readonly(db_path), parse_now(now), max_missed)
     click.echo(render_status(report), nl=False)
     if report.problems:
         sys.exit(1)
@@ -867,7 +868,7 @@ def serve(db_path, host, port, verbose):
     setup_logging(verbose)
     from tracker import store
 
-    store.open_existing(db_path).close()  # a missing or foreign file first: it is the likelier mistake
+    store.open_readonly(db_path).close()  # a missing or foreign file first: it is the likelier mistake
     check_address(host, port)
     click.echo(f"Serving {db_path} read-only at http://{host}:{port}/{Path(db_path).stem}", err=True)
     sys.exit(run_datasette(db_path, host=host, port=port))
@@ -907,7 +908,7 @@ def export(db_path, fmt, tag, since, out, all_tasks):
 
     taxonomy = load_taxonomy_if_any()
     since = check_since(since)
-    db = store.open_existing(db_path)
+    db = store.open_readonly(db_path)
     tag = check_tag(tag, taxonomy, store.stored_tags(db))
     exported = [0]  # counted as the rows stream past (they are never all in memory)
 

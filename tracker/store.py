@@ -1,8 +1,10 @@
 """Every read and write of the tracker database, and the lock that keeps writers to one at a time.
 
-The database is opened in WAL mode (Datasette reads while the nightly job writes) with a busy
-timeout, and pending migrations are applied on every open. Multi-row writes happen inside one
-transaction each, so a run killed at any instant leaves either all of a batch or none of it.
+Commands that write open the database in WAL mode (Datasette reads while the nightly job writes) with
+a busy timeout, and apply pending migrations; commands that only read open it read-only and change
+nothing, so they work on a database they cannot write. A database written by a newer tracker (a
+migration this code does not know) is refused before anything touches it. Multi-row writes happen
+inside one transaction each, so a run killed at any instant leaves either all of a batch or none of it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import errno
 import fcntl
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ from tracker.migrations import migrations
 from tracker.parse import Announcement, PaperRow
 
 BUSY_TIMEOUT_MS = 30_000
+_NO_WAL_INDEX = (8, 14)  # SQLITE_READONLY, SQLITE_CANTOPEN (named in the sqlite3 module from Python 3.11)
 PAPER_COLUMNS = (
     "arxiv_id", "version", "title", "abstract", "authors", "primary_category", "categories",
     "published", "updated", "comment", "journal_ref", "doi", "abs_url", "pdf_url",
@@ -53,6 +57,7 @@ def open_db(path: str | Path, *, migrate: bool = True) -> Database:
         if tables and "_sqlite_migrations" not in tables:
             shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
             raise TrackerError(f"{path}: not a tracker database (it holds other tables: {shown}); left untouched")
+        check_schema(db, path)
         db.enable_wal()
         # NORMAL is safe in WAL mode: a crash can lose the last commit, never corrupt the file.
         db.execute("PRAGMA synchronous = NORMAL")
@@ -66,6 +71,83 @@ def open_db(path: str | Path, *, migrate: bool = True) -> Database:
             raise
         raise TrackerError(f"{path}: cannot open database: {exc}") from None
     return db
+
+
+def check_schema(db: Database, path: str | Path) -> None:
+    """Refuse a database a newer tracker has migrated: this code would misread its tables or break its rows."""
+    if "_sqlite_migrations" not in db.table_names():
+        return
+    known = {m.name for m in migrations._migrations}
+    unknown = [m.name for m in migrations.applied(db) if m.name not in known]
+    if unknown:
+        raise TrackerError(
+            f"{path} was written by a newer tracker (migration {unknown[0]} unknown); upgrade tracker"
+        )
+
+
+def open_readonly(db_path: str | Path) -> Database:
+    """Open an existing tracker database for reading only: no journal-mode switch, no migration, no write.
+
+    For the commands that only read (status, export, explain, digest without --send, serve), so they work on
+    a database the user cannot write (another user's 0644 file). A pending migration is applied first when
+    the user can write the file; otherwise reading would misread the older schema, so it is refused.
+    """
+    path = require_database(db_path)
+    db, pending = _inspect(path)
+    if pending:
+        db.close()
+        if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+            raise TrackerError(
+                f"{path}: written by an older tracker (migration {pending[0]} pending) and not writable by you; "
+                "its owner upgrades it by running any tracker command on it"
+            )
+        open_existing(path).close()
+        db, _ = _inspect(path)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return db
+
+
+def _inspect(path: Path) -> tuple[Database, list[str]]:
+    """A read-only connection to `path` once it is known to be a tracker database this code can read, and the
+    names of its pending migrations. A SQLite file of another program is refused rather than given our tables."""
+    db = _connect_readonly(path)
+    try:
+        tables = set(db.table_names())
+        if tables and not ({"papers", "_sqlite_migrations"} & tables):
+            raise TrackerError(f"{path}: not a tracker database (it has no papers table)")
+        check_schema(db, path)
+        return db, [m.name for m in migrations.pending(db)]
+    except sqlite3.DatabaseError as exc:  # "file is not a database", etc.
+        db.close()
+        raise TrackerError(f"{path}: cannot open database: {exc}") from None
+    except TrackerError:
+        db.close()
+        raise
+
+
+def _connect_readonly(path: Path) -> Database:
+    """A `mode=ro` connection; `immutable=1` when SQLite cannot open the WAL index in a folder we cannot write.
+
+    A WAL database closed cleanly has no -wal/-shm files, and a read-only reader may not create them: then no
+    writer is active either (its -shm would exist), so reading the file as immutable sees all of it.
+    """
+    uri = path.resolve().as_uri()
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            # Only when the WAL index cannot be opened or created: a busy or locked database is a writer at
+            # work, and reading it as immutable could see half of its transaction.
+            if getattr(exc, "sqlite_errorcode", None) not in _NO_WAL_INDEX and not str(exc).startswith(
+                ("unable to open", "attempt to write a readonly")
+            ):
+                raise
+            conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)
+    except sqlite3.Error as exc:
+        raise TrackerError(f"{path}: cannot open database: {exc}") from None
+    return Database(conn)
 
 
 @contextlib.contextmanager
@@ -133,9 +215,10 @@ ON CONFLICT(arxiv_id) DO UPDATE SET
     needs_metadata = excluded.needs_metadata,
     tagged_by = CASE WHEN papers.title = excluded.title AND papers.abstract = excluded.abstract
                      THEN papers.tagged_by ELSE NULL END
-WHERE excluded.version > papers.version
-   OR (papers.needs_metadata = 1 AND excluded.needs_metadata = 0 AND excluded.version >= papers.version)
 """.format(cols=", ".join(PAPER_COLUMNS), marks=", ".join("?" for _ in PAPER_COLUMNS))
+# Which rows reach _UPSERT_SQL is decided once, by _supersedes; its COALESCEs keep what a feed stub lacks, so
+# these columns keep the stored value when the incoming row has none.
+_KEPT_IF_MISSING = {"primary_category", "published", "updated", "announce_type", "announced"}
 
 
 def _papers_by_id(db: Database, columns: str, ids: Sequence[str]) -> Iterator[tuple[Any, ...]]:
@@ -156,43 +239,57 @@ def _existing_versions(db: Database, ids: Sequence[str]) -> dict[str, tuple[int,
     }
 
 
+def _supersedes(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
+    """Whether storing `new` over `old` changes it (both as column -> stored value): the one precedence rule.
+
+    A newer version always wins and an older one never does. At the same version a feed stub never replaces
+    a full record, a full record completes a stub, and a full record with other metadata updates (arXiv
+    adds a journal reference or DOI without a new version); an identical one leaves the row as it is.
+    """
+    if old is None or new["version"] != old["version"]:
+        return old is None or new["version"] > old["version"]
+    if new["needs_metadata"]:
+        return False
+    if old["needs_metadata"]:
+        return True
+    return any(
+        new[col] != old[col]
+        for col in PAPER_COLUMNS[2:]
+        if not (new[col] is None and col in _KEPT_IF_MISSING) and not (col == "categories" and new[col] == "[]")
+    )
+
+
 def save_papers(db: Database, rows: Iterable[PaperRow], now: str | None = None) -> Counts:
-    """Upsert paper rows in one transaction; a newer version updates, an older or equal one never does.
+    """Upsert paper rows in one transaction, by `_supersedes`: an older version never replaces a newer one.
 
     Each new version is also recorded in `paper_versions`, and authors are linked many-to-many.
     """
     now = now or utcnow()
     best: dict[str, PaperRow] = {}
-    for row in rows:  # keep the newest version of each id in the batch
+    for row in rows:  # the row of each id that wins over the batch's others, later rows winning ties
         seen = best.get(row["arxiv_id"])
-        if (
-            seen is None
-            or row["version"] > seen["version"]
-            or (
-                row["version"] == seen["version"]
-                and seen.get("needs_metadata")
-                and not row.get("needs_metadata")
-            )
-        ):
+        if seen is None or _supersedes(_stored_form(row), _stored_form(seen)):
             best[row["arxiv_id"]] = row
-    existing = _existing_versions(db, list(best))
     counts = Counts()
-    changed: list[PaperRow] = []
-    for arxiv_id, row in best.items():
-        old = existing.get(arxiv_id)
-        is_stub = bool(row.get("needs_metadata"))
-        if old is None:
-            counts.new += 1
-        elif row["version"] > old[0] or (old[1] == 1 and not is_stub and row["version"] >= old[0]):
-            counts.updated += 1
-        else:
-            counts.unchanged += 1
-            continue
-        changed.append(row)
-    if not changed:
-        return counts
-    new_ids = json.dumps([row["arxiv_id"] for row in changed if row["arxiv_id"] not in existing])
-    with db.atomic():
+    with db.atomic():  # read and write in one transaction: what was compared is what gets replaced
+        existing = {
+            r[0]: dict(zip(PAPER_COLUMNS, r, strict=True))
+            for r in _papers_by_id(db, ", ".join(PAPER_COLUMNS[1:]), list(best))
+        }
+        changed: list[PaperRow] = []
+        for arxiv_id, row in best.items():
+            old = existing.get(arxiv_id)
+            if not _supersedes(_stored_form(row), old):
+                counts.unchanged += 1
+                continue
+            if old is None:
+                counts.new += 1
+            else:
+                counts.updated += 1
+            changed.append(row)
+        if not changed:
+            return counts
+        new_ids = json.dumps([row["arxiv_id"] for row in changed if row["arxiv_id"] not in existing])
         db.conn.execute("INSERT INTO fts_bulk (active) VALUES (1)")
         db.conn.executemany(_UPSERT_SQL, (_paper_values(row, now) for row in changed))
         db.conn.execute("DELETE FROM fts_bulk")
@@ -211,6 +308,11 @@ def save_papers(db: Database, rows: Iterable[PaperRow], now: str | None = None) 
         )
         _link_authors(db, changed, [row["arxiv_id"] for row in changed if row["arxiv_id"] in existing])
     return counts
+
+
+def _stored_form(row: PaperRow) -> dict[str, Any]:
+    """`row` as the papers table would hold it (lists as JSON text, needs_metadata as 0/1)."""
+    return dict(zip(PAPER_COLUMNS, _paper_values(row, ""), strict=False))
 
 
 def _paper_values(row: PaperRow, now: str) -> tuple[Any, ...]:
@@ -636,20 +738,13 @@ def require_database(db_path: str | Path) -> Path:
 
 
 def open_existing(db_path: str | Path, wait: float = 60.0) -> Database:
-    """Open a tracker database that must already exist, for reading; a pending migration is applied first.
+    """Open a tracker database that must already exist, for reading and writing; a pending migration is applied.
 
-    The writer lock is taken only when a migration is due, so reading never waits for a running sync.
-    A SQLite file that is not a tracker database is refused rather than given the tracker's tables.
+    The writer lock is taken only when a migration is due, so opening never waits for a running sync.
+    Commands that only read use `open_readonly` instead.
     """
     path = require_database(db_path)
-    try:  # look before open_db, which would switch a foreign file to WAL
-        probe = Database(path)
-        tables = set(probe.table_names())
-        probe.close()
-    except Exception as exc:  # sqlite3.DatabaseError: "file is not a database"
-        raise TrackerError(f"{path}: cannot open database: {exc}") from None
-    if tables and not ({"papers", "_sqlite_migrations"} & tables):
-        raise TrackerError(f"{path}: not a tracker database (it has no papers table)")
+    _inspect(path)[0].close()  # look before open_db, which would switch a foreign file to WAL
     db = open_db(path, migrate=False)
     if migrations.pending(db):
         with writer_lock(path, wait=wait):
