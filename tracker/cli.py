@@ -80,6 +80,13 @@ def existing(db_path: str) -> str:
     return db_path
 
 
+def database_files(db_path: str) -> list[str]:
+    """The database and its companion files: what an --out FILE must never replace."""
+    from tracker.config import lock_path, model_paths
+
+    return [db_path, f"{db_path}-wal", f"{db_path}-shm", str(lock_path(db_path)), *map(str, model_paths(db_path))]
+
+
 def setup_logging(verbose: int) -> None:
     """-v: INFO (each request), -vv: DEBUG. Logs go to stderr with timestamps."""
     level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
@@ -684,6 +691,7 @@ def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, sec
     from tracker import config, mail, store
     from tracker import digest as digest_mod
     from tracker.errors import MailError
+    from tracker.outfile import replacing
 
     moment = parse_now(now)
     window = digest_window(week, since, until, moment)
@@ -699,7 +707,8 @@ def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, sec
         if d.empty and skip_empty:
             click.echo(f"{window.label}: nothing new in your tags", err=True)
         elif out:
-            write_digest_file(source, d, out, sender, to[0] if to else None)
+            with replacing(out, database_files(db_path)) as tmp:
+                write_digest_file(source, d, str(tmp), sender, to[0] if to else None)
             click.echo(f"wrote {window.label} ({d.paper_count} papers) to {out}", err=True)
         else:
             click.echo(digest_mod.render_text(d), nl=False)
@@ -896,7 +905,6 @@ def export(db_path, fmt, tag, since, out, all_tasks):
         tracker export papers.db --format csv --tag hallucination
     """
     from tracker import store
-    from tracker.config import lock_path, model_paths
     from tracker.export import (
         check_since,
         check_tag,
@@ -917,7 +925,7 @@ def export(db_path, fmt, tag, since, out, all_tasks):
             exported[0] += fmt != "markdown" or bool(row["tags"])  # the awesome list shows tagged papers only
             yield row
 
-    companions = [db_path, f"{db_path}-wal", f"{db_path}-shm", lock_path(db_path), *model_paths(db_path)]
+    companions = database_files(db_path)
     rows = store.papers_for_export(db, tag, since)
     if fmt == "markdown":  # count what the list shows: not a paper whose only tags are task tags it leaves out
         rows = markdown_rows(rows, taxonomy, tag, all_tasks)
