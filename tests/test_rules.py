@@ -148,3 +148,40 @@ def test_a_mistyped_rules_folder_is_an_error_not_the_defaults(tmp_path: Path, mo
         rules_dir()
     monkeypatch.setenv("TRACKER_RULES", str(tmp_path))
     assert rules_dir() == tmp_path
+
+
+@pytest.mark.parametrize(
+    ("edit", "line", "message"),
+    [
+        (("    facet: mllm\n", "    facet: mllm\n    threshold: .nan\n"), 5, "threshold of"),
+        (("    facet: mllm\n", "    facet: mllm\n    ? [a, b]\n    : 1\n"), 7, "unhashable key"),
+        (("    facet: mllm\n", "    facet: mllm\n    1: x\n"), 5, "unknown key(s) 1 in tag"),
+    ],
+)
+def test_a_nan_threshold_or_an_odd_key_is_one_line_with_file_and_line(tmp_path, edit, line, message):
+    path = tmp_path / "taxonomy.yml"
+    path.write_text((BAD / "good.yml").read_text().replace(*edit, 1))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:{line}: .*{re.escape(message)}"):
+        load_taxonomy(path)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("categories: [cs.CV]\n? [a, b]\n: 1\n", "line 2: invalid YAML: found unhashable key"),
+        ("categories: [cs.CV]\n1: x\nwindow: 3\n", "unknown key"),
+    ],
+)
+def test_an_odd_key_in_queries_is_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "queries.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)) as err:
+        load_queries(path)
+    assert str(err.value).startswith(str(path))
+
+
+def test_a_mistyped_tag_gets_did_you_mean(taxonomy):
+    with pytest.raises(ConfigError, match=r"unknown tag 'haluccination' \(did you mean hallucination\?\)"):
+        taxonomy.resolve("haluccination")
+    with pytest.raises(ConfigError, match=r"did you mean M-CoT\?"):
+        taxonomy.resolve("m-cott")

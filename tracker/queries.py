@@ -75,7 +75,7 @@ def load_queries(path: Path | None = None) -> Queries:
         raise ConfigError(f"{path}: expected a mapping with a 'categories' list")
     unknown = set(data) - {"categories", "overlap_days", "initial_days"}
     if unknown:
-        raise ConfigError(f"{path}: unknown key {min(unknown)!r}")
+        raise ConfigError(f"{path}: unknown key {min(map(str, unknown))!r}")  # keys may be numbers too
     cats = data.get("categories") or []
     if not isinstance(cats, list) or not all(isinstance(c, str) for c in cats):
         raise ConfigError(f"{path}: 'categories' must be a list of arXiv category codes")

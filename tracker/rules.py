@@ -8,8 +8,10 @@ before anything is trained or written.
 from __future__ import annotations
 
 import csv
+import difflib
 import fnmatch
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,14 +99,22 @@ class Taxonomy:
         for t in self.tags:
             if t.slug == slug:
                 return t
-        raise ConfigError(f"unknown tag {slug!r}; known tags: {', '.join(self.slugs)}")
+        raise self.unknown(slug)
 
     def resolve(self, name: str) -> Tag:
         """Find a tag by slug, case-insensitively (so `tracker label ... mit` works)."""
         for t in self.tags:
             if t.slug == name or t.slug.lower() == name.lower():
                 return t
-        raise ConfigError(f"unknown tag {name!r}; known tags: {', '.join(self.slugs)}")
+        raise self.unknown(name)
+
+    def unknown(self, name: str) -> ConfigError:
+        """The error for a tag name no slug matches: the closest slugs if it looks like a typo, else them all."""
+        by_lower = {s.lower(): s for s in self.slugs}
+        close = [by_lower[m] for m in difflib.get_close_matches(name.lower(), by_lower, n=3, cutoff=0.75)]
+        if close:
+            return ConfigError(f"unknown tag {name!r} (did you mean {' or '.join(close)}?)")
+        return ConfigError(f"unknown tag {name!r}; known tags: {', '.join(self.slugs)}")
 
     def tags_for_section(self, source_list: str, section: str) -> list[str]:
         return [t.slug for t in self.tags if any(p.matches(source_list, section) for p in t.sections)]
@@ -139,6 +149,8 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str,
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
         line = key_node.start_mark.line + 1
+        if not isinstance(key, Hashable):  # `? [a, b]: 1` is valid YAML, but no key of ours
+            raise ConfigError(f"{loader.name}:{line}: malformed YAML: found unhashable key {key!r}")
         if key in seen:
             raise ConfigError(f"{loader.name}:{line}: duplicate key {key!r} (first at line {seen[key]})")
         seen[key] = line
