@@ -209,3 +209,28 @@ def test_a_write_command_on_a_database_the_user_cannot_write_fails_in_one_line(u
     result = as_nobody("label", str(unwritable_db), "2506.04039", "MIT")
     assert result.returncode != 0
     assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
+
+
+# -- the writer lock's advice ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "advice"),
+    [
+        (["label", "DB", "2506.04039", "MIT"], False),
+        (["classify", "DB"], False),
+        (["subscribe", "DB", "me@example.org"], True),
+        (["sync", "DB", "--no-feed", "--load", "PAGE"], True),
+    ],
+)
+def test_only_commands_with_wait_suggest_it_when_the_database_is_locked(
+    tmp_path: Path, args: list[str], advice: bool
+) -> None:
+    db_path = tmp_path / "t.db"
+    store.save_papers(store.open_db(db_path), [paper(1)])
+    page = str(next((Path(__file__).parent / "fixtures" / "api").glob("*.xml")))
+    with store.writer_lock(db_path):
+        result = run(*[str(db_path) if a == "DB" else page if a == "PAGE" else a for a in args])
+    assert result.exit_code == 75
+    assert "is being written by another tracker process" in result.stderr and result.stderr.count("\n") == 1
+    assert ("--wait SECONDS" in result.stderr) == advice

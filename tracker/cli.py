@@ -47,7 +47,7 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             sys.stdout.flush()  # a full disk or closed pipe behind `> file` is an error, not a success
             return result
         except TrackerError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {exc}{lock_advice(exc)}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("Error: interrupted; what was stored so far is kept, rerun to continue", err=True)
@@ -70,6 +70,15 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(1)
 
     return wrapper
+
+
+def lock_advice(exc: TrackerError) -> str:
+    """", or pass --wait SECONDS" after a locked-database error, only from a command that has that option."""
+    from tracker.errors import LockedError
+
+    ctx = click.get_current_context(silent=True)
+    has_wait = ctx is not None and any(p.name == "wait" for p in ctx.command.params)
+    return ", or pass --wait SECONDS" if isinstance(exc, LockedError) and has_wait else ""
 
 
 def existing(db_path: str) -> str:

@@ -171,8 +171,9 @@ def writer_lock(db_path: str | Path, wait: float = 0.0) -> Iterator[None]:
                 if time.monotonic() >= deadline:
                     holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
                     raise LockedError(
+                        # the CLI adds ", or pass --wait SECONDS" for the commands that have that option
                         f"{db_path} is being written by another tracker process (pid {holder}); "
-                        "try again when it finishes, or pass --wait SECONDS"
+                        "try again when it finishes"
                     ) from None
                 time.sleep(0.2)
         os.ftruncate(fd, 0)
