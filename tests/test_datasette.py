@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -79,9 +80,9 @@ def db_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_sample_db(tmp_path_factory.mktemp("serve") / "papers.db")
 
 
-@pytest.fixture(scope="module")
-def site(db_path: Path) -> Iterator[httpx.Client]:
-    """`tracker serve` on a free loopback port; the database is at /papers."""
+@contextlib.contextmanager
+def serving(db_path: Path) -> Iterator[httpx.Client]:
+    """`tracker serve` on a free loopback port, stopped (with a clean exit) when the block ends."""
     port = free_port()
     cmd = [sys.executable, "-m", "tracker", "serve", str(db_path), "--port", str(port)]
     proc = start(cmd, port, db_path.parent / "serve.log")
@@ -89,6 +90,13 @@ def site(db_path: Path) -> Iterator[httpx.Client]:
         yield client
     stop(proc)
     assert proc.returncode == 0, (db_path.parent / "serve.log").read_text()
+
+
+@pytest.fixture(scope="module")
+def site(db_path: Path) -> Iterator[httpx.Client]:
+    """`tracker serve` on the sample database; the database is at /papers."""
+    with serving(db_path) as client:
+        yield client
 
 
 def rows_of(client: httpx.Client, path: str, params: dict[str, str] | None = None) -> list[dict]:

@@ -892,6 +892,32 @@ def serve(db_path, host, port, verbose):
     sys.exit(run_datasette(db_path, host=host, port=port))
 
 
+@cli.command(name="public-copy")
+@click.argument("db_path", type=click.Path(dir_okay=False))
+@click.argument("out_path", type=click.Path(dir_okay=False, writable=True))
+@handle_errors
+def public_copy(db_path, out_path):
+    """Write OUT_PATH: a copy of DB_PATH without subscribers, digests or sync state, to publish.
+
+    Keeps the papers, authors, tags, scores, announcements, the search index and the sync log
+    (without queries and errors). OUT_PATH is replaced whole once the copy is checked.
+
+    \b
+    Example:
+        tracker public-copy papers.db public.db
+        datasette publish cloudrun public.db --metadata db/metadata.yml
+    """
+    from pathlib import Path
+
+    from tracker import store
+    from tracker.public import public_copy as write_public_copy
+
+    store.open_existing(db_path).close()  # refuses a missing or foreign file, applies pending migrations
+    report = write_public_copy(Path(db_path), Path(out_path))
+    left_out = ", ".join(report.left_out) or "nothing"
+    click.echo(f"wrote {out_path}: {report.papers:,} papers, {report.size:,} bytes; left out: {left_out}")
+
+
 @cli.command()
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "bibtex", "markdown"]), default="jsonl", show_default=True, help="Output format")

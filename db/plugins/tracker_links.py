@@ -3,7 +3,9 @@
 Datasette links any URL-looking value already; this shows "arXiv:2301.01234" and "PDF" instead of
 full addresses, `["M-CoT", "MIT"]` as "M-CoT, MIT", long author lists as "A, B, C et al. (12)",
 and wraps abstracts in a block that tracker.css folds to a few lines (hover to read it all).
-Only https://arxiv.org/ addresses become links, and all text is escaped.
+Only arXiv addresses (https://arxiv.org/..., http(s)://export.arxiv.org/...) become links; any other
+value of a URL column is shown as plain text, so a hostile record cannot send readers elsewhere (left
+to Datasette, an https value of any site would be linked). All text is escaped.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 from datasette import hookimpl
 from markupsafe import Markup, escape
 
-ARXIV_PREFIX = "https://arxiv.org/"
+ARXIV_PREFIXES = ("https://arxiv.org/", "https://export.arxiv.org/", "http://export.arxiv.org/")
+URL_COLUMNS = {"abs_url", "pdf_url", "atom_link", "atom_id"}
 LIST_COLUMNS = {"tags", "categories", "authors"}
 MAX_AUTHORS = 3
 
@@ -23,7 +26,9 @@ MAX_AUTHORS = 3
 def render_cell(value: Any, column: str) -> Markup | None:
     if not isinstance(value, str):
         return None
-    if column in ("abs_url", "pdf_url", "atom_link", "atom_id") and value.startswith(ARXIV_PREFIX):
+    if column in URL_COLUMNS:
+        if not value.startswith(ARXIV_PREFIXES) or any(c.isspace() for c in value):
+            return escape(value)
         text = "PDF" if column == "pdf_url" else "arXiv:" + value.rsplit("/abs/", 1)[-1]
         return Markup('<a href="{}">{}</a>').format(value, text)
     if column == "abstract":

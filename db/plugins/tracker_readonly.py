@@ -1,4 +1,4 @@
-"""Datasette plugin: make every connection to the tracker database refuse writes.
+"""Datasette plugin: make every connection to the tracker database refuse writes and reads of private data.
 
 Datasette 0.65 already opens its read connections with `mode=ro`, but its write connection (used by
 canned queries marked `write: true` and by plugins calling `execute_write`) is read-write. Here each
@@ -6,6 +6,12 @@ connection to a user database gets `PRAGMA query_only` plus an authorizer that d
 and any attempt to switch query_only off, so nothing reached through the web can change the file.
 The database stays a normal (not immutable) one, so Datasette keeps seeing what the nightly sync
 writes through WAL.
+
+The same authorizer refuses reading any table `tracker.public` does not list as public (subscribers,
+digests, sync state, ...) and reads the withheld columns of the sync log as NULL. SQLite asks it for
+every column any statement touches, whatever the spelling (`[subscribers]`, `main.SUBSCRIBERS`), and
+through joins, subqueries, CTEs and views, so no SQL typed into Datasette can see those rows.
+Datasette's own permission check (`tracker_private`) only keeps the tables off the pages.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ import sqlite3
 from typing import Any
 
 from datasette import hookimpl
+
+# Fails closed: without the tracker installed, this plugin and so Datasette do not start.
+from tracker.public import read_verdict
 
 # Authorizer action codes that change the database (sqlite3.h "Authorizer Action Codes").
 WRITE_ACTIONS = {
@@ -36,6 +45,8 @@ def _authorize(action: int, arg1: Any, arg2: Any, dbname: Any, source: Any) -> i
         if action == sqlite3.SQLITE_UPDATE and arg1 in SCHEMA_TABLES:
             return sqlite3.SQLITE_OK
         return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_READ:
+        return read_verdict(arg1, arg2)
     if action == sqlite3.SQLITE_PRAGMA and str(arg1).lower() in GUARDED_PRAGMAS and arg2 is not None:
         return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_OK
