@@ -279,3 +279,75 @@ def test_markdown_follows_reader_order_and_lists_only_mllm_work_under_tasks(
     chosen = run("export", db_path, "--format", "markdown", "--tag", "detection").stdout
     assert all(records[i]["title"] in chosen for i in (5, 6, 7))
     assert len(run("export", db_path, "--format", "jsonl").stdout.splitlines()) == 8
+
+
+# -- hostile metadata: arXiv's bytes are not trusted (#13) -----------------------------------------
+
+HOSTILE_DOI = "10.1/x}, url={https://evil.example/}}\n@misc{x,"
+HOSTILE = {
+    "arxiv_id": "2401.66666",
+    "version": 1,
+    "title": "=HYPERLINK(\"https://evil.example\",\"click\") [pwn](https://evil.example/t) <img src=x onerror=alert(1)> "
+             r"\input{/etc/passwd} \href{https://evil.example}{x} ^^5cwrite18{id}",
+    "abstract": "<script>alert(1)</script>\n@misc{abs, title={x}}",
+    "authors": ["@SUM(1+1)*cmd|' /C calc'!A0", "-2+3 <script>alert(2)</script>", "Eve }, title = {Pwned"],
+    "primary_category": "[cs.CV](https://evil.example/c) <img src=x>",
+    "categories": ["cs.CV", "+evil <b>x</b>"],
+    "published": "<img src=x onerror=alert(3)>",
+    "updated": "<img src=x onerror=alert(4)>",
+    "announced": "2026-11-18",
+    "comment": "\t=1+1\r\n@misc{c,",
+    "journal_ref": "J. }} \n@article{jr, title={Injected}",
+    "doi": HOSTILE_DOI,
+    "abs_url": "javascript:alert(document.cookie)",
+    "pdf_url": "https://evil.example/arxiv.org/pdf/2401.66666",
+}  # fmt: skip
+HOSTILE_TAG = ("+x](https://evil.example/tag) <script>alert(5)</script>", "topic")
+
+
+@pytest.fixture()
+def hostile_db(tmp_path: Path) -> Path:
+    """A real database holding one paper whose every field is hostile, tagged with a hostile tag, and one plain paper."""
+    path = tmp_path / "hostile.db"
+    db = store.open_db(path)
+    plain = {
+        **HOSTILE, "arxiv_id": "2401.00002", "title": "A plain paper about visual reasoning", "abstract": "Plain.",
+        "authors": ["Ada Lovelace"], "primary_category": "cs.CV", "categories": ["cs.CV"],
+        "published": "2026-11-17T01:00:00+00:00", "updated": "2026-11-17T01:00:00+00:00", "announced": "2026-11-17",
+        "comment": None, "journal_ref": None, "doi": None, "abs_url": "https://arxiv.org/abs/2401.00002",
+        "pdf_url": "http://arxiv.org/pdf/2401.00002v1",
+    }  # fmt: skip
+    store.save_papers(db, [HOSTILE, plain])  # type: ignore[list-item]
+    with db.atomic():  # as the classifier writes them
+        db.conn.executemany(
+            "INSERT INTO paper_tags (arxiv_id, tag, facet, score, source) VALUES (?, ?, ?, ?, 'model')",
+            [(HOSTILE["arxiv_id"], *HOSTILE_TAG, 0.9), ("2401.00002", "hallucination", "topic", 0.8)],
+        )
+    return path
+
+
+def test_csv_neutralises_formula_cells(hostile_db: Path) -> None:
+    rows = list(csv.DictReader(io.StringIO(export(hostile_db, "--format", "csv"))))
+    assert len(rows) == 2
+    hostile = next(r for r in rows if r["arxiv_id"] == "2401.66666")
+    assert hostile["title"] == "'" + HOSTILE["title"]
+    assert hostile["authors"].startswith("'@SUM(1+1)")
+    assert hostile["comment"].startswith("'\t=1+1")
+    assert hostile["tags"].startswith("'+x]") and hostile["scores"].startswith("'+x]")
+    assert hostile["doi"] == HOSTILE_DOI  # starts with a digit: left as it is
+    for row in rows:
+        for value in row.values():
+            assert not value or value[0] not in "=+-@\t\r\n"
+    plain = next(r for r in rows if r["arxiv_id"] == "2401.00002")
+    assert plain["title"] == "A plain paper about visual reasoning" and plain["version"] == "1"
+
+
+def test_jsonl_keeps_one_record_per_line_for_any_line_splitter(hostile_db: Path) -> None:
+    db = store.open_db(hostile_db)
+    title = "a\u2028b\u2029c\x85d"  # separators Python's str.splitlines() and JavaScript take for line breaks
+    with db.atomic():
+        db.conn.execute("UPDATE papers SET title = ? WHERE arxiv_id = '2401.66666'", (title,))
+    text = export(hostile_db, "--format", "jsonl")
+    records = [json.loads(line) for line in text.splitlines()]
+    assert [r["arxiv_id"] for r in records] == ["2401.66666", "2401.00002"]
+    assert records[0]["title"] == title and records[0]["doi"] == HOSTILE_DOI

@@ -42,6 +42,14 @@ CSV_FIELDS = (*JSON_FIELDS, "tags", "scores")
 # Characters that are special in LaTeX text and that arXiv titles carry unescaped (math `$`/`_` is kept).
 BIBTEX_ESCAPES = re.compile(r"(?<!\\)([&%#])")
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]<>|#])")
+# C0/C1 control characters other than tab, LF and CR: nothing in a title needs them, and printed to a
+# terminal they are escape sequences (cursor moves, window titles, clipboard writes).
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")
+# OWASP "CSV Injection" (https://owasp.org/www-community/attacks/CSV_Injection): a cell starting with one of
+# these is run as a formula by spreadsheets; LF and the full-width forms some of them fold are added.
+CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+# What JSON leaves raw inside strings but str.splitlines() (and pre-2019 JavaScript) take for line breaks.
+JSON_LINE_BREAKS = {0x2028: "\\u2028", 0x2029: "\\u2029", 0x85: "\\u0085"}
 
 
 @dataclass(frozen=True)
@@ -143,7 +151,7 @@ def render_chunks(
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     if fmt == "jsonl":
-        return (json.dumps(_record(r), ensure_ascii=False) + "\n" for r in rows)
+        return (json.dumps(_record(r), ensure_ascii=False).translate(JSON_LINE_BREAKS) + "\n" for r in rows)
     if fmt == "csv":
         return _csv_chunks(rows)
     if fmt == "bibtex":
@@ -163,6 +171,14 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def _csv_cell(value: Any) -> Any:
+    """A text cell a spreadsheet reads as text: control characters dropped, a formula's first character quoted."""
+    if not isinstance(value, str):
+        return value
+    value = CONTROL.sub("", value)
+    return "'" + value if value.startswith(CSV_FORMULA_STARTS) else value
+
+
 def _csv_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
     """One line per paper; lists are joined with "; ", tags as `tag` and scores as `tag=0.812`."""
     buffer = io.StringIO()
@@ -174,7 +190,7 @@ def _csv_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
         record["categories"] = " ".join(row["categories"])
         record["tags"] = "; ".join(t["tag"] for t in row["tags"])
         record["scores"] = "; ".join(f"{t['tag']}={float(t['score']):.3f}" for t in row["tags"])
-        writer.writerow(record)
+        writer.writerow({k: _csv_cell(v) for k, v in record.items()})
         yield buffer.getvalue()  # the header, then one paper's line at a time
         buffer.seek(0)
         buffer.truncate()
