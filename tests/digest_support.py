@@ -100,6 +100,8 @@ class Inbox:
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     refuse_next: int = 0  # answer this many DATA commands with 550
+    refuse_rcpt: set[str] = field(default_factory=set)  # answer RCPT TO for these addresses with 550
+    quit_reply: str | None = None  # e.g. "421 ...": how a server going down answers QUIT after accepting
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def by_recipient(self) -> dict[str, list[EmailMessage]]:
@@ -112,6 +114,19 @@ class Inbox:
 class InboxHandler:
     def __init__(self, inbox: Inbox) -> None:
         self.inbox = inbox
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address in self.inbox.refuse_rcpt:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> Any:
+        from aiosmtpd.smtp import MISSING
+
+        return self.inbox.quit_reply or MISSING
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.inbox.lock:

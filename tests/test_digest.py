@@ -149,8 +149,9 @@ def test_per_tag_cap_keeps_counts(tmp_path):
     )
 
 
-def test_golden_text_under_fixed_clock(tmp_path):
+def test_golden_text_under_fixed_clock(tmp_path, monkeypatch):
     """The whole text part, byte for byte (set TRACKER_UPDATE_GOLDEN=1 to rewrite after a deliberate change)."""
+    monkeypatch.chdir(tmp_path)  # the footer names the database as given: a relative path keeps it fixed
     records = corpus_records(6)
     db_path = make_week_db(tmp_path / "t.db", records)
     # Earlier weeks for the trend line.
@@ -158,7 +159,7 @@ def test_golden_text_under_fixed_clock(tmp_path):
                                                                         "2026-11-05", "2026-11-11", "2026-11-12"], strict=True)]  # fmt: skip
     store.save_papers(store.open_db(db_path), old)
     add_tags(db_path, [(r["arxiv_id"], "hallucination", "topic", 0.8) for r in old])
-    text = run("digest", str(db_path), "--week", "2026-W47", "--now", NOW).output
+    text = run("digest", "t.db", "--week", "2026-W47", "--now", NOW).output
     golden = FIXTURES / "golden_w47.txt"
     if os.environ.get("TRACKER_UPDATE_GOLDEN"):
         golden.write_text(text)

@@ -338,3 +338,165 @@ def test_tls_and_login(week_db, tls_files, monkeypatch, security):
         assert [str(m["To"]) for m in box.messages] == ["a@example.org"]
     finally:
         controller.stop()
+
+
+# -- addresses, per-recipient failures and exactly-once (issue 13) -------------------------------
+
+
+def subscribers_table(db_path):
+    return [r[0] for r in sqlite3.connect(db_path).execute("SELECT email FROM subscribers")]
+
+
+@pytest.mark.parametrize(
+    "address, message",
+    [
+        ("a\u0085b@example.org", "line break or control character U+0085"),
+        ("a@exa\u2028mple.org", "line break or control character U+2028"),
+        ("a@example.org\u2029x", "line break or control character U+2029"),
+        ("a\x0bb@example.org", "line break or control character U+000B"),
+        ("a\x1fb@example.org", "line break or control character U+001F"),
+        ("a\u200bb@example.org", "line break or control character U+200B"),
+        ("<a@b.org>", "without the <>"),
+        ("@b.org", "nothing before the @"),
+        ("a@b..org", "empty part"),
+        ("a@b.org.", "empty part"),
+        ("a@@b.org", "one @"),
+        ("a@-b.org", "'-b'"),
+        ("jö@b.org", "non-ASCII"),
+        ('"a b"@c.org', "not a valid email address"),
+        ("a@localhost", "not a valid email address"),
+    ],
+)
+def test_subscribe_refuses_bad_addresses_in_one_line(week_db, address, message):
+    db_path, _ = week_db
+    result = CliRunner().invoke(cli, ["subscribe", str(db_path), address])
+    assert result.exit_code != 0
+    assert message in result.output, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert subscribers_table(db_path) == []
+
+
+def store_bad_subscriber(db_path, address):
+    """A row written before subscribe validated addresses (or by hand): send time must catch it."""
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("INSERT INTO subscribers (email, tags, created) VALUES (?, '[]', '2026-01-01')", (address,))
+
+
+@pytest.mark.parametrize("bad", ["b\u2028@example.org", "<b@example.org>", "b@example..org"])
+def test_a_bad_stored_address_fails_alone(inbox, week_db, bad):
+    db_path, _ = week_db
+    subscribe(db_path, "a@example.org")
+    subscribe(db_path, "c@example.org")
+    store_bad_subscriber(db_path, bad)  # sorts between a and c
+    result = send(db_path, inbox.port)
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    assert sorted(inbox.by_recipient()) == ["a@example.org", "c@example.org"]
+    rows = digests_rows(db_path)
+    assert rows[("a@example.org", "2026-W47")]["state"] == "sent"
+    assert rows[("c@example.org", "2026-W47")]["state"] == "sent"
+    assert rows[(bad, "2026-W47")]["state"] == "failed"
+    assert rows[(bad, "2026-W47")]["error"].startswith(f"stored address {bad!r}")
+    assert "1 of 3 digests for 2026-W47 failed" in result.output
+
+
+def test_a_recipient_the_server_refuses_fails_alone(inbox, week_db):
+    db_path, _ = week_db
+    for email in ("a@example.org", "b@example.org", "c@example.org"):
+        subscribe(db_path, email)
+    inbox.refuse_rcpt = {"b@example.org"}
+    result = send(db_path, inbox.port)
+    assert result.exit_code != 0
+    assert sorted(inbox.by_recipient()) == ["a@example.org", "c@example.org"]
+    row = digests_rows(db_path)[("b@example.org", "2026-W47")]
+    assert row["state"] == "failed" and "550" in row["error"] and "b@example.org" in row["error"]
+    assert "1 of 3 digests for 2026-W47 failed (b@example.org)" in result.output
+
+
+def test_quit_refused_after_acceptance_still_counts_as_sent(inbox, week_db):
+    db_path, _ = week_db
+    subscribe(db_path, "a@example.org")
+    subscribe(db_path, "b@example.org")
+    inbox.quit_reply = "421 4.3.2 Service shutting down"
+    result = send(db_path, inbox.port)
+    assert result.exit_code == 0, result.output
+    rows = digests_rows(db_path)
+    assert [rows[(e, "2026-W47")]["state"] for e in ("a@example.org", "b@example.org")] == ["sent", "sent"]
+    assert send(db_path, inbox.port).exit_code == 0  # the rerun sends nothing again
+    assert sorted(str(m["To"]) for m in inbox.messages) == ["a@example.org", "b@example.org"]
+
+
+def test_database_write_failing_after_acceptance_does_not_resend(inbox, week_db):
+    """The disk fills between the server's 250 and the `sent` write: the run stops with one line, and
+    the next run (space freed) records what the server accepted instead of sending it again."""
+    db_path, _ = week_db
+    for email in ("a@example.org", "b@example.org", "c@example.org"):
+        subscribe(db_path, email)
+    with sqlite3.connect(db_path) as conn:  # SQLite's own SQLITE_FULL text, on the `sent` write of b only
+        conn.execute("CREATE TRIGGER disk_full BEFORE UPDATE OF state ON digests "
+                     "WHEN NEW.state = 'sent' AND NEW.recipient = 'b@example.org' "
+                     "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")  # fmt: skip
+    stopped = send(db_path, inbox.port)
+    assert stopped.exit_code != 0
+    assert "Traceback" not in stopped.output
+    assert "accepted 2026-W47 for b@example.org" in stopped.output and "database or disk is full" in stopped.output
+    assert sorted(inbox.by_recipient()) == ["a@example.org", "b@example.org"]  # stopped before c
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DROP TRIGGER disk_full")
+    retry = send(db_path, inbox.port)
+    assert retry.exit_code == 0, retry.output
+    received = inbox.by_recipient()
+    assert {k: len(v) for k, v in received.items()} == {"a@example.org": 1, "b@example.org": 1, "c@example.org": 1}
+    row = digests_rows(db_path)[("b@example.org", "2026-W47")]
+    assert row["state"] == "sent" and row["papers"] == 12
+    assert row["message_id"] == received["b@example.org"][0]["Message-ID"]
+    assert len(store.sent_versions(store.open_db(db_path), "b@example.org")) == 12
+
+
+def test_an_interrupted_send_is_retried_with_the_same_message_id(inbox, week_db):
+    db_path, _ = week_db
+    subscribe(db_path, "a@example.org")
+    db = store.open_db(db_path)
+    store.begin_digest(db, "a@example.org", "2026-W47", "<first-attempt@example.org>")  # then SIGKILL
+    result = send(db_path, inbox.port)
+    assert result.exit_code == 0, result.output
+    assert "interrupted" in result.output
+    (message,) = inbox.messages
+    # If the first attempt did arrive, the copy carries the same Message-ID: mail systems can spot it.
+    assert message["Message-ID"] == "<first-attempt@example.org>"
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_non_ascii_password_is_one_line_error_before_anything_is_marked(week_db, monkeypatch):
+    db_path, _ = week_db
+    subscribe(db_path, "a@example.org")
+    subscribe(db_path, "b@example.org")
+    box = Inbox()
+    controller = smtp_server(box, auth=("reader", "pässwörd"))
+    try:
+        monkeypatch.setenv("TRACKER_SMTP_PASSWORD", "pässwörd")
+        result = send(db_path, controller.port, "--smtp-user", "reader")
+    finally:
+        controller.stop()
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert "non-ASCII" in result.output and "pässwörd" not in result.output
+    assert digests_rows(db_path) == {}
+
+
+def test_list_unsubscribe_and_the_real_commands_in_both_parts(inbox, week_db):
+    db_path, _ = week_db
+    subscribe(db_path, "a+x@example.org")
+    assert send(db_path, inbox.port).exit_code == 0
+    (message,) = inbox.messages
+    # No web endpoint, so no one-click (RFC 8058): a mailto to the sender, whose subject names the reader.
+    assert message["List-Unsubscribe"].strip() == "<mailto:tracker@example.org?subject=unsubscribe%20a%2Bx%40example.org>"
+    assert message["List-Unsubscribe-Post"] is None
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert f"tracker unsubscribe {db_path} a+x@example.org" in " ".join(text.split())
+    assert f"<code>tracker unsubscribe {db_path} a+x@example.org</code>" in html
+    assert f"tracker label {db_path} ARXIV_ID TAG" in text
+    assert f"<code>tracker label {db_path} ARXIV_ID TAG</code>" in html
+    assert "DB_PATH" not in text and "DB_PATH" not in html
+

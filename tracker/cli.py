@@ -560,102 +560,6 @@ def digest_window(week, since, until, now):
     return digest.last_complete_week(now.date())
 
 
-class DigestSource:
-    """The window's rows and trend, read once and shared by every recipient's digest."""
-
-    def __init__(self, db, window, now, max_per_tag, all_tasks=False):
-        from tracker import digest, store
-
-        self.taxonomy, self.window, self.now, self.max_per_tag = load_digest_taxonomy(db), window, now, max_per_tag
-        self.all_tasks = all_tasks
-        self.rows = store.tagged_papers_between(db, window.since.isoformat(), window.until.isoformat())
-        first = digest.trend_mondays(window)[0]
-        self.trend = store.tag_counts_by_week(db, first.isoformat(), window.until.isoformat())
-        # the task sections list only MLLM work by default: their trend counts only that too
-        self.mllm_trend = store.tag_counts_by_week(db, first.isoformat(), window.until.isoformat(), mllm_only=True)
-        self.charts = {}
-
-    def build(self, tags=(), sent=None):
-        from tracker import digest
-
-        return digest.build(self.rows, self.taxonomy, self.window, self.now, tags=tags, sent=sent,
-                            trend=self.trend, mllm_trend=self.mllm_trend, max_per_tag=self.max_per_tag,
-                            all_tasks=self.all_tasks)  # fmt: skip
-
-    def chart(self, d):
-        """The trend PNG for a digest's tags (None when there is nothing to draw), drawn once per tag set."""
-        from tracker.chart import MAX_PANELS, render_trend_png
-
-        series = sorted(((s.title, s.trend) for s in d.sections if any(s.trend)), key=lambda t: -t[1][-1])
-        key = tuple((title, tuple(counts)) for title, counts in series[:MAX_PANELS])
-        if key and key not in self.charts:
-            self.charts[key] = render_trend_png(d.trend_mondays, series)
-        return self.charts.get(key)
-
-    def message(self, d, sender, recipient, message_id=None):
-        from tracker import digest, mail
-
-        png = self.chart(d)
-        html = digest.render_html(d, f"cid:{mail.CHART_CID}" if png else None)
-        return mail.build_message(sender=sender, recipient=recipient, subject=d.subject, text=digest.render_text(d),
-                                  html=html, chart_png=png, message_id=message_id)  # fmt: skip
-
-
-def write_digest_file(source, d, out, sender, recipient):
-    """--out: the whole message (.eml) or a self-contained HTML page with the chart inlined (.html)."""
-    import base64
-    from pathlib import Path
-
-    from tracker import digest
-
-    path = Path(out)
-    if path.suffix == ".eml":
-        path.write_bytes(bytes(source.message(d, sender or "tracker@localhost.localdomain", recipient)))
-    elif path.suffix in (".html", ".htm"):
-        png = source.chart(d)
-        src = f"data:image/png;base64,{base64.b64encode(png).decode()}" if png else None
-        path.write_text(digest.render_html(d, src), encoding="utf-8")
-    else:
-        raise ConfigError(f"--out {out}: expected a file name ending in .eml or .html")
-
-
-def deliver_digests(db, source, recipients, smtp, resend, skip_empty):
-    """Send each recipient's digest of the window exactly once; returns the addresses that failed.
-
-    (recipient, window) moves sending -> sent | failed in the digests table, and the papers a sent
-    digest carried go to digest_papers, so reruns skip what arrived and retry what did not.
-    """
-    from tracker import mail, store
-    from tracker.errors import MailError
-
-    label, failed = source.window.label, []
-    for email, tags in recipients:
-        record = store.digest_record(db, email, label)
-        if record and record["state"] == "sent" and not resend:
-            click.echo(f"{label} already sent to {email} ({record['updated']}); nothing sent (--resend to repeat)", err=True)
-            continue
-        if record and record["state"] == "sending":
-            click.echo(f"{label} to {email}: an earlier attempt was interrupted mid-send; sending again", err=True)
-        d = source.build(tags, None if resend else store.sent_versions(db, email))
-        if d.empty and skip_empty:
-            store.finish_digest(db, email, label, "empty")
-            click.echo(f"{label} to {email}: nothing new in their tags; skipped (--skip-empty)", err=True)
-            continue
-        message_id = mail.new_message_id(smtp.sender)
-        message = source.message(d, smtp.sender, email, message_id)
-        attempt = store.begin_digest(db, email, label)
-        try:
-            mail.send(message, smtp)
-        except MailError as exc:
-            store.finish_digest(db, email, label, "failed", error=str(exc))
-            click.echo(f"{label} to {email} failed (attempt {attempt}): {exc}", err=True)
-            failed.append(email)
-            continue
-        store.finish_digest(db, email, label, "sent", d.paper_versions(), message_id)
-        click.echo(f"sent {label} to {email}: {d.listed_count} papers listed", err=True)
-    return failed
-
-
 @cli.command()
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.option("--week", help="ISO week, e.g. 2026-W47 (default: the last complete week)")
@@ -698,7 +602,7 @@ def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, sec
     """
     existing(db_path)
     from tracker import config, mail, store
-    from tracker import digest as digest_mod
+    from tracker.delivery import DigestSource, deliver_digests, write_digest_file
     from tracker.errors import MailError
     from tracker.outfile import replacing
 
@@ -710,7 +614,7 @@ def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, sec
     # Printing or writing a file only reads: it works on a database the user cannot write.
     db = store.open_db(db_path) if send else store.open_readonly(db_path)
     subscribers = dict(store.list_subscribers(db))
-    source = DigestSource(db, window, moment, max_per_tag, all_tasks)
+    source = DigestSource(db, load_digest_taxonomy(db), window, moment, max_per_tag, all_tasks, db_path)
     if not send:
         d = source.build(subscribers.get(to[0], []) if to else ())
         if d.empty and skip_empty:
@@ -720,7 +624,7 @@ def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, sec
                 write_digest_file(source, d, str(tmp), sender, to[0] if to else None)
             click.echo(f"wrote {window.label} ({d.paper_count} papers) to {out}", err=True)
         else:
-            click.echo(digest_mod.render_text(d), nl=False)
+            click.echo(source.text(d), nl=False)
         return
     smtp = mail.smtp_settings(config.load_auth(), host=smtp_host, port=smtp_port, security=security,
                               user=smtp_user, sender=sender)  # fmt: skip
@@ -728,7 +632,8 @@ def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, sec
     if not recipients:
         raise ConfigError("no recipients: pass --to EMAIL or add one with `tracker subscribe`")
     with store.writer_lock(db_path, wait):
-        failed = deliver_digests(db, source, recipients, smtp, resend, skip_empty)
+        failed = deliver_digests(db, config.outbox_dir(db_path), source, recipients, smtp, resend=resend,
+                                 skip_empty=skip_empty, report=lambda line: click.echo(line, err=True))  # fmt: skip
     if failed:
         raise MailError(f"{len(failed)} of {len(recipients)} digests for {window.label} failed ({', '.join(failed)}); "
                         "recorded as failed, the next run retries them")  # fmt: skip

@@ -54,6 +54,11 @@ def lock_path(db_path: str | Path) -> Path:
     return Path(f"{db_path}.lock")
 
 
+def outbox_dir(db_path: str | Path) -> Path:
+    """Where `digest --send` notes a message the server accepted before the database records it."""
+    return Path(f"{db_path}.outbox")
+
+
 def auth_path() -> Path:
     """`auth.json`: SMTP settings and secrets; `TRACKER_AUTH` overrides the location."""
     return Path(os.environ.get("TRACKER_AUTH", "auth.json"))

@@ -577,14 +577,19 @@ def sent_versions(db: Database, recipient: str) -> dict[str, int]:
     )
 
 
-def begin_digest(db: Database, recipient: str, window: str) -> int:
-    """Mark (recipient, window) as being sent, before the SMTP conversation; returns the attempt number."""
+def begin_digest(db: Database, recipient: str, window: str, message_id: str | None = None) -> int:
+    """Mark (recipient, window) as being sent, before the SMTP conversation; returns the attempt number.
+
+    The Message-ID is stored now, so a run that finds the row still `sending` can resend under it.
+    """
     with db.atomic():
         db.conn.execute(
-            "INSERT INTO digests (recipient, window, state, attempts, updated) VALUES (?, ?, 'sending', 1, ?) "
+            "INSERT INTO digests (recipient, window, state, attempts, message_id, updated) "
+            "VALUES (?, ?, 'sending', 1, ?, ?) "
             "ON CONFLICT(recipient, window) DO UPDATE SET state = 'sending', attempts = attempts + 1, "
-            "error = NULL, updated = excluded.updated",
-            (recipient, window, utcnow()),
+            "error = NULL, message_id = COALESCE(excluded.message_id, digests.message_id), "
+            "updated = excluded.updated",
+            (recipient, window, message_id, utcnow()),
         )
         row = db.conn.execute(
             "SELECT attempts FROM digests WHERE recipient = ? AND window = ?", (recipient, window)
