@@ -342,6 +342,25 @@ def test_csv_neutralises_formula_cells(hostile_db: Path) -> None:
     assert plain["title"] == "A plain paper about visual reasoning" and plain["version"] == "1"
 
 
+def test_markdown_links_only_to_arxiv_and_carries_no_html(
+    hostile_db: Path, tmp_path: Path, monkeypatch
+) -> None:
+    # no taxonomy: the stored (hostile) tag names are shown
+    monkeypatch.setenv("TRACKER_RULES", str(tmp_path))
+    text = export(hostile_db, "--format", "markdown")
+    html = MarkdownIt().render(text)
+    hosts = re.findall(r'<a href="([^"]*)"', html)
+    assert hosts and all(re.match(r"(https://arxiv\.org/|#)", h) for h in hosts), hosts
+    assert "<img" not in html and "<script" not in html and "<b>" not in html
+    assert "https://arxiv.org/abs/2401.66666" in hosts  # the id still gives the paper its arXiv link
+    assert "https://arxiv.org/pdf/2401.00002v1" in hosts  # arXiv's own http link, upgraded
+    # its PDF link was not arXiv's: not linked
+    assert not any("2401.66666" in h and "pdf" in h for h in hosts)
+    assert "https://evil" not in text  # no bare URL left for GitHub's autolinker either
+    # one facet and its two tags in the contents, then the two papers: nothing injected
+    assert len(re.findall(r"<h3>", html)) == 2 and len(re.findall(r"<li>", html)) == 1 + 2 + 2
+
+
 def test_jsonl_keeps_one_record_per_line_for_any_line_splitter(hostile_db: Path) -> None:
     db = store.open_db(hostile_db)
     title = "a\u2028b\u2029c\x85d"  # separators Python's str.splitlines() and JavaScript take for line breaks
