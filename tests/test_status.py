@@ -153,8 +153,9 @@ def test_a_file_that_cannot_be_written_is_a_one_line_error(tmp_path):
     db_path = make_week_db(tmp_path / "t.db", corpus_records(5), day="2026-11-18")
     result = CliRunner().invoke(cli, ["digest", str(db_path), "--week", "2026-W47",
                                       "--out", str(tmp_path / "no-such-folder" / "d.html")])  # fmt: skip
-    assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.output.strip().count("\n") == 0 and "No such file or directory" in result.output
+    # refused before anything is written, as export refuses it (tracker/outfile.py): a usage error
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0 and "no-such-folder does not exist" in result.output
 
 
 @pytest.mark.parametrize(
