@@ -37,6 +37,20 @@ class Seconds(click.FloatRange):
         return number
 
 
+class ArxivId(click.ParamType):
+    """An arXiv id as people paste it (`2506.04039v2`, `arXiv:2506.04039`, an abs or PDF link): the bare id."""
+
+    name = "arxiv_id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from tracker.ids import parse_arxiv_id
+
+        found = parse_arxiv_id(str(value))
+        if found is None:
+            self.fail(f"{value!r} is not an arXiv id (like 2506.04039, arXiv:2506.04039v2 or an arxiv.org link)", param, ctx)
+        return found
+
+
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn TrackerError, OSError and sqlite3.Error into one line on stderr and a non-zero exit code."""
 
@@ -369,7 +383,7 @@ def classify(db_path, all_papers):
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("db_path", type=click.Path(dir_okay=False))
-@click.argument("arxiv_id")
+@click.argument("arxiv_id", type=ArxivId())
 @click.argument("tag")
 @click.option("--remove", is_flag=True, help="Record that the paper does NOT carry TAG.")
 @handle_errors
@@ -473,7 +487,7 @@ def review(db_path, tag, limit, wait):
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("db_path", type=click.Path(dir_okay=False))
-@click.argument("arxiv_id")
+@click.argument("arxiv_id", type=ArxivId())
 @handle_errors
 def explain(db_path, arxiv_id):
     """Show why a paper carries each tag: scores, thresholds, terms, rules and named systems.

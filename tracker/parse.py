@@ -17,17 +17,13 @@ import feedparser
 from lxml import etree
 
 from tracker.errors import InputError
+from tracker.ids import VERSION_SUFFIX, is_arxiv_id
 from tracker.xmlsafe import check_xml
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"
 OPENSEARCH = "{http://a9.com/-/spec/opensearch/1.1/}"
 
-# New-style ids (0704.0001 onwards, 4+4 or 4+5 digits) and old-style archive/YYMMNNN ids, per
-# arXiv's "Understanding the arXiv identifier" (reference/arxiv-docs/arxiv_identifier.md).
-NEW_ID = re.compile(r"^\d{4}\.\d{4,5}$")
-OLD_ID = re.compile(r"^[a-z][a-z\-]*(\.[A-Z]{2})?/\d{7}$")
-VERSION_SUFFIX = re.compile(r"v(\d{1,6})$")  # no paper has a million versions; more is garbage
 ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
 
 
@@ -92,11 +88,6 @@ def split_versioned_id(raw: str) -> tuple[str, int | None]:
     if match:
         return text[: match.start()], int(match.group(1))
     return text, None
-
-
-def is_arxiv_id(arxiv_id: str) -> bool:
-    """True for a bare (unversioned) new- or old-style arXiv identifier."""
-    return bool(NEW_ID.match(arxiv_id) or OLD_ID.match(arxiv_id))
 
 
 def check_id(arxiv_id: str, raw: str) -> None:

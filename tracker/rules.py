@@ -19,9 +19,9 @@ from typing import Any
 import yaml
 
 from tracker.errors import ConfigError
+from tracker.ids import is_arxiv_id
 
 TAG_SLUG = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
-ARXIV_ID = re.compile(r"^(\d{4}\.\d{4,5}|[a-z-]+(\.[A-Z]{2})?/\d{7})$")
 _LINE = "__line__"
 
 
@@ -316,7 +316,7 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
             if slug not in slugs:
                 raise ConfigError(f"{where}: named system {name!r} names unknown tag {slug!r}")
         arxiv_id = entry.get("arxiv_id")
-        if arxiv_id is not None and not ARXIV_ID.match(str(arxiv_id)):
+        if arxiv_id is not None and not is_arxiv_id(str(arxiv_id)):
             raise ConfigError(f'{where}: {arxiv_id!r} is not an arXiv id (quote it: "2304.08485")')
         title = entry.get("title")
         if not sys_tags or (arxiv_id is None and not title):
@@ -356,7 +356,7 @@ def load_labels(path: str | Path, taxonomy: Taxonomy) -> Labels:
         if not row or not any(c.strip() for c in row):
             continue
         arxiv_id = row[0].strip()
-        if not ARXIV_ID.match(arxiv_id):
+        if not is_arxiv_id(arxiv_id):
             raise ConfigError(f"{path}:{line}: {arxiv_id!r} is not an arXiv id without version")
         if len(row) < 2:  # a forgotten column must not silently turn a paper into a curated negative
             raise ConfigError(
