@@ -18,6 +18,13 @@ def run_on_terminal(*args: str, timeout: float = 300) -> tuple[int, bytes, str]:
 
     Returns (exit status, stdout, the last line the terminal shows after carriage returns).
     """
+    code, stdout, shown = terminal_output(*args, timeout=timeout)
+    lines = shown.replace("\r", "\n").strip().splitlines()
+    return code, stdout, lines[-1] if lines else ""
+
+
+def terminal_output(*args: str, timeout: float = 300) -> tuple[int, bytes, str]:
+    """Like run_on_terminal, but returns everything written to the terminal, carriage returns included."""
     import pty
     import subprocess
     import sys
@@ -40,8 +47,7 @@ def run_on_terminal(*args: str, timeout: float = 300) -> tuple[int, bytes, str]:
             shown += chunk
     finally:
         os.close(leader)
-    lines = shown.decode().replace("\r", "\n").strip().splitlines()
-    return child.returncode, child.stdout, lines[-1] if lines else ""
+    return child.returncode, child.stdout, shown.decode()
 
 
 def run(*args: str) -> Result:

@@ -7,12 +7,20 @@ place and is mounted as the client's session: one connection, a timeout on every
 `Retry-After` on 429/503, a strict XML check of every body (a truncated page is retried, never half
 stored), and a descriptive User-Agent. When the retries are spent it raises `FetchError`, which
 `arxiv.Client` does not catch, so the failure reaches the caller at once.
+
+It is also wary of the server: a body is streamed and refused past `max_bytes` once decoded (a small
+gzip can expand to gigabytes), each attempt has a total deadline (a per-read timeout never fires on a body
+that trickles one byte at a time, and a stalled run holds the writer lock), and a redirect is followed only
+to the same host and port, to arXiv's own hosts, and never from https to http. Error messages name the
+host, never the URL-encoded query.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -20,6 +28,7 @@ from typing import Any
 
 import arxiv
 import requests
+import urllib3
 from lxml import etree
 
 from tracker.config import USER_AGENT_BASE
@@ -33,6 +42,13 @@ DEFAULT_API_URL = "https://export.arxiv.org/api/query"
 DEFAULT_RSS_URL = "https://rss.arxiv.org/rss"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 600.0  # a server asking for more than 10 minutes is treated as down for tonight
+# The largest real pages are a few MB: 100 API entries take 230 kB (tests/fixtures/api), so the API's
+# 2000-entry maximum is under 5 MB, and an OAI-PMH ListRecords page or a day's feed is a few MB more.
+MAX_BODY_BYTES = 64 * 2**20
+DEADLINE_TIMEOUTS = 4  # default total time of one attempt, in multiples of the per-read timeout
+MAX_REDIRECTS = 5
+CHUNK_BYTES = 2**16
+ARXIV_DOMAIN = "arxiv.org"  # export., rss., oaipmh. and arxiv.org itself redirect among each other
 
 
 class PoliteSession(requests.Session):
@@ -47,7 +63,15 @@ class PoliteSession(requests.Session):
         backoff: float = 5.0,
         user_agent: str = USER_AGENT_BASE,
         sleep: Callable[[float], None] = time.sleep,
+        deadline: float | None = None,
+        max_bytes: int = MAX_BODY_BYTES,
+        url_options: dict[str, str] | None = None,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
+        """:param deadline: seconds one attempt may take in all, body included (default 4 x `timeout`)
+        :param url_options: URL prefix -> the option that sets it, named in errors ("--api-url")
+        :param notify: shown a line before each retry wait (the CLI passes one only on a terminal)
+        """
         super().__init__()
         self.delay = delay
         self.timeout = timeout
@@ -55,6 +79,10 @@ class PoliteSession(requests.Session):
         self.backoff = backoff
         self.user_agent = user_agent
         self.sleep = sleep
+        self.deadline = deadline or DEADLINE_TIMEOUTS * timeout
+        self.max_bytes = max_bytes
+        self.url_options = url_options or {}
+        self.notify = notify
         self.requests_made = 0
         self._last: float | None = None
         # URL prefix -> check of the parsed root. A well-formed page that is not what the URL serves (an HTML
@@ -79,16 +107,18 @@ class PoliteSession(requests.Session):
         headers["User-Agent"] = self.user_agent
         kwargs["headers"] = headers
         url_text = url.decode() if isinstance(url, bytes) else url
+        host = _host(url_text)
         wait = self.delay
         problem = ""
         for attempt in range(self.retries + 1):
             self._throttle(wait)
             log.info("GET %s%s", url_text, f" (retry {attempt})" if attempt else "")
             try:
-                self.requests_made += 1
-                resp = super().request(method, url, *args, **kwargs)
+                resp = self._fetch(method, url_text, args, kwargs)
             except requests.RequestException as exc:
                 problem = _describe(exc)
+            except urllib3.exceptions.HTTPError as exc:  # raised while streaming the body
+                problem = _describe_stream(exc)
             else:
                 self._last = time.monotonic()
                 if resp.status_code in RETRY_STATUSES:
@@ -97,13 +127,15 @@ class PoliteSession(requests.Session):
                     if after is not None:
                         if after > MAX_RETRY_AFTER:
                             raise FetchError(
-                                f"{url_text}: HTTP {resp.status_code}, server asks to retry after {after:.0f} s; giving up for this run"
+                                f"{_where(url_text)}: HTTP {resp.status_code}, server asks to retry after {after:.0f} s; giving up for this run"
                             )
                         log.info("%s: HTTP %d, Retry-After %.0f s", url_text, resp.status_code, after)
                         wait = max(after, self.delay)
+                        if attempt < self.retries:
+                            self._announce(host, attempt, wait)
                         continue
                 elif resp.status_code >= 400:
-                    raise FetchError(f"{url_text}: HTTP {resp.status_code}{_error_detail(resp)}")
+                    raise FetchError(f"{_where(url_text)}: HTTP {resp.status_code}{_error_detail(resp)}")
                 else:
                     try:
                         root = check_xml(resp.content, url_text)
@@ -118,16 +150,159 @@ class PoliteSession(requests.Session):
             wait = max(self.delay, self.backoff * (2**attempt))
             if attempt < self.retries:
                 log.info("%s: %s; retrying in %.0f s", url_text, problem, wait)
-        raise FetchError(f"{url_text}: {problem} (gave up after {self.retries + 1} attempts)")
+                self._announce(host, attempt, wait)
+        attempts = f"gave up after {self.retries + 1} attempt{'s' if self.retries else ''}"
+        if problem.startswith(("connection refused", "host not found", "connection failed")):
+            raise FetchError(f"cannot reach {host}: {problem} ({attempts}); {self._hint(url_text)}")
+        if problem.startswith(("timed out", "body still arriving")):
+            raise FetchError(f"{host}: {problem} ({attempts}); {self._hint(url_text)}")
+        raise FetchError(f"{_where(url_text)}: {problem} ({attempts})")
+
+    def _announce(self, host: str, attempt: int, wait: float) -> None:
+        if self.notify:
+            self.notify(f"waiting for {host} (retry {attempt + 1} of {self.retries} in {wait:.0f} s)...")
+
+    def _hint(self, url: str) -> str:
+        option = next((o for prefix, o in self.url_options.items() if url.startswith(prefix)), None)
+        return f"check the network or {option}" if option else "check the network"
+
+    def _fetch(
+        self, method: str | bytes, url: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> requests.Response:
+        """One attempt: GET `url`, following allowed redirects, with the body read under the cap and deadline."""
+        deadline = time.monotonic() + self.deadline
+        kwargs = {**kwargs, "stream": True, "allow_redirects": False}
+        for _ in range(MAX_REDIRECTS + 1):
+            self.requests_made += 1
+            resp = super().request(method, url, *args, **kwargs)
+            target = resp.headers.get("Location") if resp.is_redirect else None
+            if not target:
+                resp._content = self._read_body(resp, url, deadline)
+                return resp
+            resp.close()
+            target = urllib.parse.urljoin(resp.url, target)
+            refusal = redirect_refusal(resp.url, target)
+            if refusal:
+                raise FetchError(f"{_host(url)}: refusing a redirect to {_host(target)}: {refusal}")
+            log.info("%s: HTTP %d, redirected to %s", url, resp.status_code, target)
+            url = target
+            kwargs.pop("params", None)  # the Location carries the query string
+            if time.monotonic() > deadline:
+                raise FetchError(f"{_host(url)}: redirects took longer than the {self.deadline:g} s deadline")
+        raise FetchError(f"{_host(url)}: more than {MAX_REDIRECTS} redirects")
+
+    def _read_body(self, resp: requests.Response, url: str, deadline: float) -> bytes:
+        """The decoded body, read a chunk at a time so the size cap and the deadline hold mid-body."""
+        limit = f"{self.max_bytes / 2**20:.0f} MiB"
+        length = resp.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.max_bytes and not resp.headers.get("Content-Encoding"):
+            resp.close()
+            raise FetchError(
+                f"{_host(url)}: refusing a {int(length) / 2**20:.0f} MiB response (the limit is {limit})"
+            )
+        chunks: list[bytes] = []
+        total = 0
+        try:  # on success urllib3 hands the connection back to the pool at the end of the body
+            # read1 returns what one socket read gives (read(n) would wait for n bytes, so a trickle
+            # would never reach the deadline check), and urllib3 decodes gzip at most n bytes at a time.
+            while chunk := resp.raw.read1(CHUNK_BYTES, decode_content=True):
+                total += len(chunk)
+                if total > self.max_bytes:
+                    raise FetchError(
+                        f"{_host(url)}: refusing a response over {limit} once decoded (a compression bomb?)"
+                    )
+                if time.monotonic() > deadline:
+                    raise DeadlineExceeded(f"body still arriving after the {self.deadline:g} s deadline")
+                chunks.append(chunk)
+        except BaseException:
+            resp.close()  # drop the connection: the rest of this body must not be read as the next response
+            raise
+        return b"".join(chunks)
+
+
+class DeadlineExceeded(requests.Timeout):
+    """One attempt ran past the session's total deadline: retried like a timeout, with its own message."""
+
+
+def redirect_refusal(old: str, new: str) -> str | None:
+    """Why a redirect from `old` to `new` must not be followed, or None if it may.
+
+    Allowed: the same scheme, host and port; http -> https on the same host; any https (or same-scheme)
+    hop among arXiv's own hosts (arxiv.org and its subdomains). Refused: https -> http, anything else.
+    """
+    a, b = urllib.parse.urlsplit(old), urllib.parse.urlsplit(new)
+    if a.scheme == "https" and b.scheme != "https":
+        return "https to http would send the response in clear"
+    if b.scheme not in ("http", "https"):
+        return f"unsupported scheme {b.scheme!r}"
+    if (a.scheme, a.hostname, _port(a)) == (b.scheme, b.hostname, _port(b)):
+        return None
+    if a.hostname == b.hostname and b.scheme == "https" and _port(b) == 443:
+        return None
+    if _is_arxiv(a.hostname) and _is_arxiv(b.hostname) and b.port is None:
+        return None
+    return "only the same host, or arXiv's own hosts, are followed"
+
+
+def _port(parts: urllib.parse.SplitResult) -> int | None:
+    return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
+def _is_arxiv(hostname: str | None) -> bool:
+    return bool(hostname) and (hostname == ARXIV_DOMAIN or str(hostname).endswith("." + ARXIV_DOMAIN))
+
+
+def _host(url: str) -> str:
+    """host[:port] of `url`, what errors name instead of the URL and its encoded query."""
+    return urllib.parse.urlsplit(url).netloc or url
+
+
+def _where(url: str) -> str:
+    """host[:port]/path of `url`, without the query."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.netloc}{parts.path}" if parts.netloc else url
 
 
 def _describe(exc: requests.RequestException) -> str:
+    if isinstance(exc, DeadlineExceeded):
+        return str(exc)
     if isinstance(exc, requests.Timeout):
         return "timed out"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         return "connection dropped mid-response (truncated body)"
     if isinstance(exc, requests.ConnectionError):
+        # requests wraps the OS error a few levels deep; its kind is what a user can act on
+        for cause in _causes(exc):
+            if isinstance(cause, ConnectionRefusedError):
+                return "connection refused"
+            if isinstance(cause, (socket.gaierror, urllib3.exceptions.NameResolutionError)):
+                return "host not found"
         return "connection failed"
+    return type(exc).__name__
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what it wraps: urllib3 keeps the cause in `.reason`, requests in `args[0]`."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        cause = todo.pop()
+        if cause is None or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        yield cause
+        wrapped = [a for a in cause.args if isinstance(a, BaseException)]
+        todo += [cause.__cause__, cause.__context__, getattr(cause, "reason", None), *wrapped]
+
+
+def _describe_stream(exc: urllib3.exceptions.HTTPError) -> str:
+    """The urllib3 errors met while streaming a body, worded like their requests counterparts."""
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        return "timed out"
+    if isinstance(exc, urllib3.exceptions.ProtocolError):
+        return "connection dropped mid-response (truncated body)"
+    if isinstance(exc, urllib3.exceptions.DecodeError):
+        return "a body that does not decode as its Content-Encoding says"
     return type(exc).__name__
 
 
