@@ -8,6 +8,7 @@ import os
 import re
 import sqlite3
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -500,3 +501,20 @@ def test_list_unsubscribe_and_the_real_commands_in_both_parts(inbox, week_db):
     assert f"<code>tracker label {db_path} ARXIV_ID TAG</code>" in html
     assert "DB_PATH" not in text and "DB_PATH" not in html
 
+
+def test_kill_loop_loses_nothing_and_duplicates_only_in_the_window(tmp_path, monkeypatch):
+    """bench/bench_mail_kill.py, bounded: SIGKILL `digest --send` at random moments against a loopback server
+    that delays each reply; no (recipient, week) may go missing, and a duplicate needs a kill in the window."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "bench_mail_kill.py"
+    spec = importlib.util.spec_from_file_location("bench_mail_kill", path)
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    figures = bench.run_kill_loop(kills=5, subscribers=2, delay=(0.01, 0.04), seed=5, budget=60, per_week=0,
+                                  workdir=tmp_path)  # fmt: skip
+    assert figures.kills >= 5, bench.report(figures)
+    assert figures.lost == 0, bench.report(figures)
+    assert figures.duplicates <= figures.in_window, bench.report(figures)
