@@ -326,6 +326,29 @@ def hostile_db(tmp_path: Path) -> Path:
     return path
 
 
+def test_bibtex_carries_hostile_fields_inertly(hostile_db: Path) -> None:
+    text = export(hostile_db, "--format", "bibtex")
+    # no line starts an entry but the real ones
+    assert not re.search(r"^\s*@(?!misc\{[a-z0-9]+,$)", text, re.M)
+    entries = parse_bibtex(text)
+    assert sorted(e["eprint"] for e in entries) == ["2401.00002", "2401.66666"]  # one entry per paper
+    hostile = next(e for e in entries if e["eprint"] == "2401.66666")
+    assert re.fullmatch(r"[a-z0-9]+", hostile["ID"])
+    assert hostile["url"] == "https://arxiv.org/abs/2401.66666"  # not the javascript: link, not evil.example
+    assert "evil.example" not in hostile["url"] and "x" not in {e["ID"] for e in entries}
+    # the DOI is one field whose text is the DOI, percent-encoded where a URL or BibTeX cannot hold it raw
+    assert hostile["doi"] == "10.1/x%7D,%20url=%7Bhttps://evil.example/%7D%7D%20@misc%7Bx,"
+    assert set(hostile) <= {
+        "ENTRYTYPE", "ID", "title", "author", "year", "eprint", "archiveprefix", "primaryclass", "url", "doi",
+        "note", "keywords",
+    }  # fmt: skip
+    assert not re.search(r"\\(input|href|write)|\^\^", hostile["title"])  # typeset as text, never run by TeX
+    assert hostile["year"] == "2026"  # from the announcement day: "<img" is no year
+    for value in hostile.values():
+        assert value.count("{") == value.count("}") and "\n" not in value
+    assert len(hostile["author"].split(" and ")) == 3
+
+
 def test_csv_neutralises_formula_cells(hostile_db: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(export(hostile_db, "--format", "csv"))))
     assert len(rows) == 2

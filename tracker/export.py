@@ -8,6 +8,12 @@ uses, and the task sections list only papers the relevance score calls multimoda
 the caller asks for all of them. JSON lines, CSV and BibTeX are written a paper at
 a time as the rows arrive, so memory does not grow with the number of papers; the awesome list keeps
 the tagged papers (it needs them all to build its contents), never the untagged majority.
+
+Every field of a paper row comes from arXiv's bytes and is not trusted (issue 13): each format carries it
+as inert text. JSON is safe by construction (json.dumps quotes and escapes everything; the line separators
+it leaves raw are escaped here too); CSV cells that a spreadsheet would run as formulas get a leading `'`;
+BibTeX values are one line with balanced braces and the entry key is built from [a-z0-9] only; the markdown
+escapes every field and links only to arXiv.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import stat
 import sys
 import tempfile
 import unicodedata
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -41,6 +48,17 @@ JSON_FIELDS = (
 CSV_FIELDS = (*JSON_FIELDS, "tags", "scores")
 # Characters that are special in LaTeX text and that arXiv titles carry unescaped (math `$`/`_` is kept).
 BIBTEX_ESCAPES = re.compile(r"(?<!\\)([&%#])")
+# TeX commands a .bib value must never run when the bibliography is typeset: file and shell access,
+# (re)definitions, catcode and expansion tricks, document structure, and links. A denylist, because arXiv
+# titles legitimately carry formatting and math commands (\textit, \mathcal, \alpha, ...); they are
+# written as text (\textbackslash input), and TeX's ^^5c notation for a backslash is broken up too.
+TEX_DANGEROUS = re.compile(
+    r"\\(?=(?:input|include\w*|InputIfFileExists|IfFileExists|open(?:in|out)|read\w*|write\w*|immediate|"
+    r"closein|closeout|new(?:read|write|command|environment|toks)|renew\w+|providecommand|DeclareRobustCommand|"
+    r"[egx]?def|let|futurelet|csname|expandafter|noexpand|catcode|scantokens|everyeof|everypar|"
+    r"usepackage|RequirePackage|documentclass|begin|end\w*|special|directlua|latelua|luaexec|ShellEscape|"
+    r"shipout|output|outer|jobname|href|url|hyperlink|hypertarget|hyperref|pdf\w+|primitive)(?![A-Za-z]))"
+)
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]<>|#~!])")
 # GitHub turns bare `https://...` and `www.x` into links (GFM "autolinks (extension)"); an escaped `:` or `.` stops it.
 GFM_AUTOLINK = re.compile(r"(?i)(?<=[a-z])(:)(?=//)|(?<=www)(\.)")
@@ -237,7 +255,10 @@ def _bibtex_name(name: str) -> str:
 
 
 def _bibtex_value(text: str) -> str:
-    text = BIBTEX_ESCAPES.sub(r"\\\1", " ".join(text.split()))
+    """One line of LaTeX text with balanced braces, so the value cannot end its field or start an entry."""
+    # A trailing backslash would escape the closing brace for LaTeX.
+    text = BIBTEX_ESCAPES.sub(r"\\\1", " ".join(CONTROL.sub("", text).split())).rstrip("\\")
+    text = TEX_DANGEROUS.sub(r"\\textbackslash ", re.sub(r"\^\^+", "^", text))
     depth = 0
     for ch in text:  # unbalanced braces would end the field early: drop them all in that case
         depth += {"{": 1, "}": -1}.get(ch, 0)
@@ -248,11 +269,17 @@ def _bibtex_value(text: str) -> str:
     return text
 
 
+def _bibtex_verbatim(text: str) -> str:
+    """A DOI or URL as biblatex reads it (verbatim): one line, with braces, spaces and backslashes percent-encoded."""
+    return urllib.parse.quote(" ".join(CONTROL.sub("", text).split()), safe="/:;=?&+,!$'()*[]@~.-_%#")
+
+
 def _year(row: dict[str, Any]) -> str:
     for key in ("published", "day", "announced", "updated"):
-        if row.get(key):
-            return str(row[key])[:4]
-    match = re.match(r"(\d{2})\d{2}\.", row["arxiv_id"])  # new-style ids start with YYMM
+        year = str(row.get(key) or "")[:4]
+        if re.fullmatch(r"\d{4}", year, re.ASCII):  # it goes into the entry key: digits only
+            return year
+    match = re.match(r"(\d{2})\d{2}\.", str(row["arxiv_id"]))  # new-style ids start with YYMM
     return f"20{match.group(1)}" if match else ""
 
 
@@ -277,13 +304,13 @@ def _bibtex_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
             ("title", _bibtex_value(row["title"])),
             ("author", " and ".join(_bibtex_name(_bibtex_value(a)) for a in row["authors"])),
             ("year", _year(row)),
-            ("eprint", row["arxiv_id"]),
+            ("eprint", _bibtex_verbatim(str(row["arxiv_id"]))),
             ("archivePrefix", "arXiv"),
-            ("primaryClass", row.get("primary_category") or ""),
-            ("url", row.get("abs_url") or f"https://arxiv.org/abs/{row['arxiv_id']}"),
-            ("doi", row.get("doi") or ""),
+            ("primaryClass", _bibtex_value(row.get("primary_category") or "")),
+            ("url", paper_link(row) or ""),
+            ("doi", _bibtex_verbatim(row.get("doi") or "")),
             ("note", _bibtex_value(row.get("journal_ref") or "")),
-            ("keywords", ", ".join(t["tag"] for t in row["tags"])),
+            ("keywords", ", ".join(_bibtex_value(t["tag"]) for t in row["tags"])),
         ]
         body = ",\n".join(f"  {name:<13} = {{{value}}}" for name, value in fields if value)
         yield ("\n" if i else "") + f"@misc{{{bibtex_key(row, taken)},\n{body}\n}}\n"
