@@ -184,6 +184,13 @@ def stderr_progress() -> Callable[[str], None]:
     return lambda message: click.echo(f"\r\033[K{message}", err=True, nl=False)
 
 
+def terminal_notice() -> Callable[[str], None] | None:
+    """Where the network layer says what it is waiting for: a line of its own on a terminal, nothing under cron."""
+    if not sys.stderr.isatty():
+        return None
+    return lambda message: click.echo(f"\r\033[K{message}", err=True)
+
+
 @cli.command()
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.option("--category", "categories", multiple=True, help="arXiv category (repeatable); default: rules/queries.yml")
@@ -196,6 +203,7 @@ def stderr_progress() -> Callable[[str], None]:
 @click.option("--page-size", type=click.IntRange(1, 2000), default=100, show_default=True, help="Results per API request")
 @click.option("--timeout", type=Seconds(min=0.1, max=86400), default=30.0, show_default=True, help="Seconds per request")
 @click.option("--retries", type=click.IntRange(0, 10), default=4, show_default=True, help="Retries per request")
+@click.option("--deadline", type=Seconds(min=0.1, max=86400), help="Seconds one request may take in all, body included (default: 4 x --timeout)")
 @click.option("--backoff", type=Seconds(min=0, max=86400), default=5.0, show_default=True, help="First retry wait in seconds, doubled each retry (a server's Retry-After wins)")
 @click.option("--load", "load", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Ingest a saved Atom page or feed instead of the network (repeatable)")
 @click.option("--all", "full", is_flag=True, help="Read whole windows, never stopping early at known papers")
@@ -203,7 +211,7 @@ def stderr_progress() -> Callable[[str], None]:
 @click.option("--wait", type=Seconds(min=0, max=86400), default=0.0, help="Seconds to wait for another writer's lock")
 @click.option("-v", "--verbose", count=True, help="Log each request (-vv for debug)")
 @handle_errors
-def sync(db_path, categories, since, until, api_url, rss_url, no_feed, delay, page_size, timeout, retries, backoff, load, full, no_classify, wait, verbose):
+def sync(db_path, categories, since, until, api_url, rss_url, no_feed, delay, page_size, timeout, retries, deadline, backoff, load, full, no_classify, wait, verbose):
     """Pull new arXiv papers into DB_PATH: API windows plus the announcement feed.
 
     Each run starts where the last complete one ended; an interrupted run is resumed.
@@ -237,7 +245,10 @@ def sync(db_path, categories, since, until, api_url, rss_url, no_feed, delay, pa
         if load:
             report = load_files(db, [Path(p) for p in load], progress)
         else:
-            session = PoliteSession(delay=delay, timeout=timeout, retries=retries, backoff=backoff)
+            session = PoliteSession(
+                delay=delay, timeout=timeout, retries=retries, backoff=backoff, deadline=deadline,
+                url_options={api_url: "--api-url", rss_url: "--rss-url"}, notify=terminal_notice(),
+            )  # fmt: skip
             report = Syncer(db, session, opts, progress).run()
         if sys.stderr.isatty():
             click.echo("", err=True)
@@ -900,11 +911,12 @@ def export(db_path, fmt, tag, since, out, all_tasks):
 @click.option("--metadata-prefix", "prefix", type=click.Choice(["arXiv", "arXivRaw"]), default="arXiv", show_default=True, help="arXivRaw adds every version's number and date")
 @click.option("--delay", type=Seconds(min=0, max=86400), default=3.0, show_default=True, help="Seconds between requests")
 @click.option("--timeout", type=Seconds(min=0.1, max=86400), default=180.0, show_default=True, help="Seconds per request")
+@click.option("--deadline", type=Seconds(min=0.1, max=86400), help="Seconds one request may take in all, body included (default: 4 x --timeout)")
 @click.option("--no-classify", is_flag=True, help="Do not tag the harvested papers")
 @click.option("--wait", type=Seconds(min=0, max=86400), default=0.0, help="Seconds to wait for another writer's lock")
 @click.option("-v", "--verbose", count=True, help="Log each request (-vv for debug)")
 @handle_errors
-def backfill(db_path, from_, until, set_spec, categories, oai_url, prefix, delay, timeout, no_classify, wait, verbose):
+def backfill(db_path, from_, until, set_spec, categories, oai_url, prefix, delay, timeout, deadline, no_classify, wait, verbose):
     """Harvest past papers from arXiv's OAI-PMH interface into DB_PATH, a month at a time.
 
     Progress is saved after every page: an interrupted backfill continues where it stopped.
@@ -929,7 +941,10 @@ def backfill(db_path, from_, until, set_spec, categories, oai_url, prefix, delay
         categories=check_categories(categories) if categories else load_queries().categories,
     )
     # Backoff follows --delay (5 s at the default 3 s) so a test or mirror run with --delay 0 never stalls.
-    session = PoliteSession(delay=delay, timeout=timeout, backoff=delay * 5 / 3, user_agent=USER_AGENT)
+    session = PoliteSession(
+        delay=delay, timeout=timeout, backoff=delay * 5 / 3, user_agent=USER_AGENT, deadline=deadline,
+        url_options={oai_url: "--oai-url"}, notify=terminal_notice(),
+    )  # fmt: skip
     progress = for_terminal("backfill")
     with store.writer_lock(db_path, wait):
         db = store.open_db(db_path)
