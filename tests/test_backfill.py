@@ -18,7 +18,7 @@ from helpers import run, run_on_terminal
 from oai_server import Canned, OaiServer, load_records
 
 from tracker import store
-from tracker.backfill import BackfillOptions, run_backfill
+from tracker.backfill import BackfillOptions, BackfillReport, run_backfill
 from tracker.fetch import PoliteSession
 
 RECORDS = [r for r in load_records("hepcrawl_*.xml") + load_records("excerpt_*.xml")]
@@ -318,3 +318,13 @@ def test_a_week_of_backfilled_papers_is_found_through_the_event_day_index(tmp_pa
         plan = [r[3] for r in handle.conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
         assert any("idx_papers_event_day" in step for step in plan), plan
         assert not any(step.startswith(("SCAN p", "SCAN papers")) for step in plan), plan
+
+
+def test_backfill_report_summary_is_one_line_without_click():
+    report = BackfillReport(counts=store.Counts(new=2, updated=1), records=5, kept=3, windows=1, requests=2, restarts=1,
+                            resumed_from="2016-03-01..2016-03-31")  # fmt: skip
+    assert report.summary() == (
+        "backfill ok: 5 records in 1 window(s), 3 in the wanted categories: 2 new, 1 updated, 0 unchanged; "
+        "2 requests, resumed at 2016-03-01..2016-03-31, 1 window restart(s) after an expired token"
+    )
+    assert BackfillReport(already_done=True).summary().startswith("backfill: this range was already harvested")

@@ -169,3 +169,12 @@ def test_a_mistyped_database_path_is_not_created(tmp_path, args):
     assert result.exit_code == 1 and "typo.db: no such database; create it with `tracker sync" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []  # no database, no model, no lock file
+
+
+def test_collect_status_works_without_click(tmp_path):
+    db_path = make_week_db(tmp_path / "t.db", corpus_records(5), day="2026-11-18")
+    add_run(db_path, "failed", "HTTP 503")
+    report = status.collect_status(store.open_readonly(str(db_path)), utc("2026-11-19T15:00:00"), 1)
+    assert report.last_run is not None and report.last_run["status"] == "failed"
+    assert len(report.per_day) == 14 and report.per_day[-1][0] == date(2026, 11, 19)
+    assert report.problems[0] == "the last sync failed: HTTP 503"

@@ -65,6 +65,19 @@ class BackfillReport:
     resumed_from: str | None = None  # window (and token) a previous run had reached
     already_done: bool = False
 
+    def summary(self) -> str:
+        """One line for stdout: what the harvest stored."""
+        if self.already_done:
+            return "backfill: this range was already harvested completely; nothing to do"
+        c = self.counts
+        resumed = f", resumed at {self.resumed_from}" if self.resumed_from else ""
+        restarts = f", {self.restarts} window restart(s) after an expired token" if self.restarts else ""
+        return (
+            f"backfill ok: {self.records} records in {self.windows} window(s), {self.kept} in the wanted "
+            f"categories: {c.new} new, {c.updated} updated, {c.unchanged} unchanged; {self.requests} requests"
+            f"{resumed}{restarts}"
+        )
+
 
 def month_windows(start: date, end: date) -> list[tuple[date, date]]:
     """Inclusive windows from `start` to `end`, cut at calendar-month ends."""

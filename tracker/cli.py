@@ -710,28 +710,6 @@ def unsubscribe(db_path, email, wait):
     click.echo(f"unsubscribed {email}")
 
 
-def collect_status(db, now, max_missed):
-    """Gather the store's figures and judge them against arXiv's calendar."""
-    from datetime import timedelta
-
-    from tracker import digest, status, store
-
-    runs = store.sync_run_summary(db)
-    today = now.astimezone(status.ARXIV_TZ).date()
-    first = today - timedelta(days=13)
-    counts = store.papers_per_day(db, first.isoformat(), today.isoformat())
-    per_day = [(first + timedelta(days=n), counts.get((first + timedelta(days=n)).isoformat(), 0)) for n in range(14)]
-    newest, newest_source = status.newest_from(store.newest_announced(db), store.newest_updated(db))
-    due = status.next_digest_due(now)
-    last_week = digest.last_complete_week(today).label
-    pending = [e for e, _ in store.list_subscribers(db) if (store.digest_record(db, e, last_week) or {}).get("state") != "sent"]
-    failures = [r for r in store.recent_digests(db) if r["state"] == "failed"]
-    return status.Status(now, runs["last"], runs["last_ok"], runs["last_failed"], runs["running"], per_day, newest,
-                         newest_source, status.expected_announcement(now, max_missed), due,
-                         digest.last_complete_week(due.date()).label, last_week, pending, failures,
-                         store.last_ok_by_source(db))  # fmt: skip
-
-
 @cli.command()
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.option("--max-missed", type=click.IntRange(0, 10), default=1, show_default=True,
@@ -750,7 +728,7 @@ def status(db_path, max_missed, now):
     """
     existing(db_path)
     from tracker import store
-    from tracker.status import render_status
+    from tracker.status import collect_status, render_status
 
     report = collect_status(store.open_readonly(db_path), parse_now(now), max_missed)
     click.echo(render_status(report), nl=False)
@@ -953,20 +931,7 @@ def backfill(db_path, from_, until, set_spec, categories, oai_url, prefix, delay
         finally:
             if progress:
                 progress.close()
-        click.echo(backfill_summary(report))
+        click.echo(report.summary())
         if not no_classify and not report.already_done:
             classify_new(db, db_path)
 
-
-def backfill_summary(report) -> str:
-    """One line for stdout: what the harvest stored."""
-    if report.already_done:
-        return "backfill: this range was already harvested completely; nothing to do"
-    c = report.counts
-    resumed = f", resumed at {report.resumed_from}" if report.resumed_from else ""
-    restarts = f", {report.restarts} window restart(s) after an expired token" if report.restarts else ""
-    return (
-        f"backfill ok: {report.records} records in {report.windows} window(s), {report.kept} in the wanted "
-        f"categories: {c.new} new, {c.updated} updated, {c.unchanged} unchanged; {report.requests} requests"
-        f"{resumed}{restarts}"
-    )

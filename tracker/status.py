@@ -3,16 +3,19 @@
 arXiv announces new submissions at 20:00 US/Eastern, Sunday to Thursday, none on Friday or
 Saturday (reference/arxiv-docs/availability.md, "Announcement Schedule"); the feeds date each
 mailing the following day (Monday to Friday). From that calendar and "now" this module says which
-announcement the database should already hold, so a stalled nightly job is noticed. Pure: the
-caller passes the store's figures in.
+announcement the database should already hold, so a stalled nightly job is noticed. Everything but
+`collect_status` (which reads the store's figures) is pure.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 ARXIV_TZ = ZoneInfo("America/New_York")
 MAILING_TIME = time(20, 0)
@@ -113,6 +116,41 @@ def newest_from(newest_announced: str | None, newest_updated: str | None) -> tup
     if newest_updated:
         return date.fromisoformat(newest_updated[:10]) + timedelta(days=1), "version date"
     return None, "none"
+
+
+def collect_status(db: Database, now: datetime, max_missed: int) -> Status:
+    """Gather the store's figures and judge them against arXiv's calendar."""
+    from tracker import digest, store
+
+    runs = store.sync_run_summary(db)
+    today = now.astimezone(ARXIV_TZ).date()
+    first = today - timedelta(days=13)
+    counts = store.papers_per_day(db, first.isoformat(), today.isoformat())
+    days = [first + timedelta(days=n) for n in range(14)]
+    newest, newest_source = newest_from(store.newest_announced(db), store.newest_updated(db))
+    due = next_digest_due(now)
+    last_week = digest.last_complete_week(today).label
+    return Status(
+        now=now,
+        last_run=runs["last"],
+        last_ok=runs["last_ok"],
+        last_failed=runs["last_failed"],
+        running=runs["running"],
+        per_day=[(day, counts.get(day.isoformat(), 0)) for day in days],
+        newest=newest,
+        newest_source=newest_source,
+        expected=expected_announcement(now, max_missed),
+        next_digest=due,
+        next_window=digest.last_complete_week(due.date()).label,
+        last_week=last_week,
+        last_week_pending=[
+            email
+            for email, _ in store.list_subscribers(db)
+            if (store.digest_record(db, email, last_week) or {}).get("state") != "sent"
+        ],
+        digest_failures=[r for r in store.recent_digests(db) if r["state"] == "failed"],
+        last_ok_sources=store.last_ok_by_source(db),
+    )
 
 
 def render_status(status: Status) -> str:
