@@ -222,6 +222,17 @@ def test_out_never_replaces_the_database_or_a_special_file(db_path: Path, tmp_pa
         reader.wait(timeout=60)
     received = copy.read_text()
     assert stat.S_ISFIFO(fifo.stat().st_mode) and received.startswith("arxiv_id,")
+    # Nor any other SQLite file (another project's database), also through a symlink: the one rule of
+    # tracker/outfile.py, which digest --out follows too.
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    before_other = other.read_bytes()
+    for target in (other, tmp_path / "to-other.csv"):
+        if target.suffix == ".csv":
+            target.symlink_to(other)
+        result = run("export", db_path, "--format", "csv", "--out", target)
+        assert result.exit_code == 2 and "is a SQLite database; refusing to replace it" in result.stderr
+    assert other.read_bytes() == before_other
 
 
 def test_a_full_disk_behind_stdout_is_an_error_not_a_success(db_path: Path) -> None:

@@ -18,15 +18,11 @@ escapes every field and links only to arXiv.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import os
 import re
-import stat
 import sys
-import tempfile
 import unicodedata
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
@@ -37,6 +33,7 @@ from typing import Any
 
 from tracker.config import rules_dir
 from tracker.errors import ConfigError
+from tracker.outfile import check_target, replacing
 from tracker.reading_order import facet_rank, shown, sort_facets
 from tracker.rules import Taxonomy, load_taxonomy
 
@@ -91,7 +88,8 @@ def load_taxonomy_if_any() -> Taxonomy | None:
 
 
 def write_output(chunks: Iterable[str], out: str | None, protect: Sequence[str | Path] = ()) -> None:
-    """Print the chunks, or write them to `out` through a temporary file, so a failed export never leaves half a file.
+    """Print the chunks, or write them to `out` whole or not at all (`outfile.replacing`): a failed export
+    never leaves half a file, and never replaces the database or any other SQLite file.
 
     :param protect: files `out` must never replace (the database and its companions)
     """
@@ -99,43 +97,17 @@ def write_output(chunks: Iterable[str], out: str | None, protect: Sequence[str |
         for chunk in chunks:
             sys.stdout.write(chunk)
         return
-    target = Path(out).resolve()  # through a symlink: write the file it points to, keep the link
-    if any(target == Path(p).resolve() for p in protect):
-        raise ConfigError(f"--out {out}: that is the database (or one of its files); choose another name")
-    if target.is_dir():
-        raise ConfigError(f"--out {out}: is a folder")
-    special = Path(out).absolute().parts[1:2] in (("dev",), ("proc",))  # /dev/stdout, /proc/self/fd/1
-    if Path(out).exists() and (special or not target.is_file()):
-        # A FIFO or a device, whatever it points to (/dev/stdout may be a pipe or a file the shell opened with
-        # >>): write into it as given, appending; renaming a temp file over it would replace it.
-        with open(out, "a" if special else "w", encoding="utf-8", newline="") as fh:
+    if Path(out).absolute().parts[1:2] in (("dev",), ("proc",)) and Path(out).exists():
+        # /dev/stdout, /proc/self/fd/1: a pipe, or a file the shell opened with >>. Write into it as given,
+        # appending; renaming a temporary file over it would replace what the shell is appending to.
+        check_target(out, protect)
+        with open(out, "a", encoding="utf-8", newline="") as fh:
             for chunk in chunks:
                 fh.write(chunk)
         return
-    if not target.parent.is_dir():
-        raise ConfigError(f"--out {out}: folder {target.parent} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot write in {target.parent}: {exc.strerror}") from None
-    try:
-        # mkstemp makes the file private (0600). Replacing a file keeps that file's mode; a new export is an
-        # ordinary file and gets what the user's umask gives any new file (0644 under the usual 022).
-        with contextlib.suppress(OSError):  # a filesystem without modes: keep mkstemp's
-            os.fchmod(fd, stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    umask = os.umask(0)  # the only way to read it; a CLI process has no other thread to disturb
-    os.umask(umask)
-    return umask
+    with replacing(out, protect) as path, open(path, "w", encoding="utf-8", newline="") as fh:
+        for chunk in chunks:
+            fh.write(chunk)
 
 
 def check_since(value: str | None) -> str | None:
