@@ -424,3 +424,17 @@ def test_papers_the_model_never_saw_get_the_tags_a_reader_gives(tmp_path, taxono
             mostly.setdefault(expect["mostly"], []).append(expect["mostly"] in tags)
     for tag, given in mostly.items():  # the seven hallucination benchmarks: at least five get the tag
         assert sum(given) >= len(given) - 2, (tag, given)
+
+
+def test_a_model_file_of_the_right_types_but_the_wrong_shape_is_one_line(db_path, taxonomy, labels, records):
+    _train(db_path, taxonomy, labels, records)
+    model_path, meta_path = model_paths(db_path)
+    for obj in ({"format": modelfile.MODEL_FORMAT, "terms": [1, 2]}, [1, 2, 3]):
+        sio.dump(obj, model_path)
+        meta = json.loads(meta_path.read_text())
+        meta["file_sha256"] = hashlib.sha256(model_path.read_bytes()).hexdigest()
+        meta_path.write_text(json.dumps(meta))
+        result = CliRunner().invoke(cli, ["classify", str(db_path)])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert "not a tracker model" in result.output and f"run: tracker train {db_path}" in result.output
+        assert len(result.output.strip().splitlines()) == 1
