@@ -18,8 +18,9 @@ import requests
 from sqlite_utils import Database
 
 from tracker import store
+from tracker.endpoints import DEFAULT_OAI_URL
 from tracker.errors import ConfigError, FetchError, TrackerError
-from tracker.oai import DEFAULT_OAI_URL, METADATA_PREFIXES, BadResumptionToken, OaiClient, parse_list_records
+from tracker.oai import METADATA_PREFIXES, BadResumptionToken, OaiClient, parse_list_records
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,17 @@ if TYPE_CHECKING:
 import click
 
 from tracker import __version__
+from tracker.endpoints import (
+    DEADLINE_TIMEOUTS,
+    DEFAULT_API_URL,
+    DEFAULT_BACKOFF,
+    DEFAULT_DELAY,
+    DEFAULT_OAI_TIMEOUT,
+    DEFAULT_OAI_URL,
+    DEFAULT_RETRIES,
+    DEFAULT_RSS_URL,
+    DEFAULT_TIMEOUT,
+)
 from tracker.errors import ConfigError, ModelError, TrackerError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
@@ -49,6 +60,59 @@ class ArxivId(click.ParamType):
         if found is None:
             self.fail(f"{value!r} is not an arXiv id (like 2506.04039, arXiv:2506.04039v2 or an arxiv.org link)", param, ctx)
         return found
+
+
+# Shared options, as decorators (the pattern of sqlite-utils' cli.py). Defaults come from the library's
+# constants, so the CLI and a caller of PoliteSession get the same politeness.
+SECONDS = Seconds(min=0, max=86400)
+POSITIVE_SECONDS = Seconds(min=0.1, max=86400)
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def wait_option(default: float = 0.0, help: str = "Seconds to wait for another writer's lock") -> Decorator:
+    """--wait SECONDS: how long a writer waits for another writer's lock."""
+    return click.option("--wait", type=SECONDS, default=default, show_default=bool(default), help=help)
+
+
+def verbose_option(help: str = "Log each request (-vv for debug)") -> Decorator:
+    """-v/--verbose, counted: -v for INFO, -vv for DEBUG (see setup_logging)."""
+    return click.option("-v", "--verbose", count=True, help=help)
+
+
+def delay_option(default: float = DEFAULT_DELAY) -> Decorator:
+    return click.option(
+        "--delay", type=SECONDS, default=default, show_default=True, help="Seconds between requests"
+    )
+
+
+def timeout_option(default: float = DEFAULT_TIMEOUT) -> Decorator:
+    return click.option(
+        "--timeout", type=POSITIVE_SECONDS, default=default, show_default=True, help="Seconds per request"
+    )
+
+
+def retries_option() -> Decorator:
+    return click.option(
+        "--retries", type=click.IntRange(0, 10), default=DEFAULT_RETRIES, show_default=True, help="Retries per request"
+    )
+
+
+def backoff_option() -> Decorator:
+    return click.option(
+        "--backoff",
+        type=SECONDS,
+        default=DEFAULT_BACKOFF,
+        show_default=True,
+        help="First retry wait in seconds, doubled each retry (a server's Retry-After wins)",
+    )
+
+
+def deadline_option() -> Decorator:
+    return click.option(
+        "--deadline",
+        type=POSITIVE_SECONDS,
+        help=f"Seconds one request may take in all, body included (default: {DEADLINE_TIMEOUTS} x --timeout)",
+    )
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -196,20 +260,20 @@ def terminal_notice() -> Callable[[str], None] | None:
 @click.option("--category", "categories", multiple=True, help="arXiv category (repeatable); default: rules/queries.yml")
 @click.option("--since", help="Start of the window, YYYY-MM-DD (default: where the last run ended)")
 @click.option("--until", help="End of the window, YYYY-MM-DD (default: now)")
-@click.option("--api-url", default="https://export.arxiv.org/api/query", show_default=True, help="API query endpoint")
-@click.option("--rss-url", default="https://rss.arxiv.org/rss", show_default=True, help="Announcement feed base URL")
+@click.option("--api-url", default=DEFAULT_API_URL, show_default=True, help="API query endpoint")
+@click.option("--rss-url", default=DEFAULT_RSS_URL, show_default=True, help="Announcement feed base URL")
 @click.option("--no-feed", is_flag=True, help="Skip the announcement feed (API windows only)")
-@click.option("--delay", type=Seconds(min=0, max=86400), default=3.0, show_default=True, help="Seconds between requests")
+@delay_option()
 @click.option("--page-size", type=click.IntRange(1, 2000), default=100, show_default=True, help="Results per API request")
-@click.option("--timeout", type=Seconds(min=0.1, max=86400), default=30.0, show_default=True, help="Seconds per request")
-@click.option("--retries", type=click.IntRange(0, 10), default=4, show_default=True, help="Retries per request")
-@click.option("--deadline", type=Seconds(min=0.1, max=86400), help="Seconds one request may take in all, body included (default: 4 x --timeout)")
-@click.option("--backoff", type=Seconds(min=0, max=86400), default=5.0, show_default=True, help="First retry wait in seconds, doubled each retry (a server's Retry-After wins)")
+@timeout_option()
+@retries_option()
+@deadline_option()
+@backoff_option()
 @click.option("--load", "load", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Ingest a saved Atom page or feed instead of the network (repeatable)")
 @click.option("--all", "full", is_flag=True, help="Read whole windows, never stopping early at known papers")
 @click.option("--no-classify", is_flag=True, help="Do not tag the new papers")
-@click.option("--wait", type=Seconds(min=0, max=86400), default=0.0, help="Seconds to wait for another writer's lock")
-@click.option("-v", "--verbose", count=True, help="Log each request (-vv for debug)")
+@wait_option()
+@verbose_option()
 @handle_errors
 def sync(db_path, categories, since, until, api_url, rss_url, no_feed, delay, page_size, timeout, retries, deadline, backoff, load, full, no_classify, wait, verbose):
     """Pull new arXiv papers into DB_PATH: API windows plus the announcement feed.
@@ -455,8 +519,7 @@ def answer_reader() -> Callable[[str], str]:
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.option("--tag", help="Only this tag (slug, e.g. MIT); default: every tag the model scores, interleaved")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True, help="Papers to offer at most")
-@click.option("--wait", type=Seconds(min=0, max=86400), default=60.0, show_default=True,
-              help="Seconds each answer waits for another writer's lock")  # fmt: skip
+@wait_option(60.0, "Seconds each answer waits for another writer's lock")
 @handle_errors
 def review(db_path, tag, limit, wait):
     """Label the papers the model is least sure of, one at a time: y(es), n(o), s(kip) or q(uit).
@@ -604,7 +667,7 @@ def digest_window(week, since, until, now):
 @click.option("--skip-empty", is_flag=True, help="Send nothing (rather than a short note) when nothing is new")
 @click.option("--max-per-tag", type=click.IntRange(1, 1000), default=20, show_default=True, help="Papers listed per tag")
 @click.option("--all-tasks", is_flag=True, help="List every paper under the classic vision task tags, not only MLLM work")
-@click.option("--wait", type=Seconds(min=0, max=86400), default=0.0, help="Seconds to wait for another writer's lock")
+@wait_option()
 @click.option("--now", hidden=True, help="Pretend it is this ISO date-time (reproducible output)")
 @handle_errors
 def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, security, smtp_user, sender, resend,
@@ -668,7 +731,7 @@ def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, sec
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.argument("email")
 @click.option("--tag", "tags", multiple=True, help="Only this tag (repeatable); default: every tag")
-@click.option("--wait", type=Seconds(min=0, max=86400), default=0.0, help="Seconds to wait for another writer's lock")
+@wait_option()
 @handle_errors
 def subscribe(db_path, email, tags, wait):
     """Subscribe EMAIL to the weekly digest (all tags, or those given); rerun to change the tags.
@@ -692,7 +755,7 @@ def subscribe(db_path, email, tags, wait):
 @cli.command()
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.argument("email")
-@click.option("--wait", type=Seconds(min=0, max=86400), default=0.0, help="Seconds to wait for another writer's lock")
+@wait_option()
 @handle_errors
 def unsubscribe(db_path, email, wait):
     """Stop sending the weekly digest to EMAIL (what it was sent stays recorded).
@@ -773,7 +836,7 @@ def auth():
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback keeps it private)")
 @click.option("--port", type=click.IntRange(0, 65535), default=8001, show_default=True, help="Port to listen on")
-@click.option("-v", "--verbose", count=True, help="Log the Datasette command line")
+@verbose_option("Log the Datasette command line")
 @handle_errors
 def serve(db_path, host, port, verbose):
     """Browse DB_PATH in Datasette, read-only, with search, facets, canned queries and tag feeds.
@@ -885,14 +948,14 @@ def export(db_path, fmt, tag, since, out, all_tasks):
 @click.option("--until", help="Last datestamp to harvest, YYYY-MM-DD (default: today; a rerun picks up new records)")
 @click.option("--set", "set_spec", default="cs", show_default=True, help="OAI-PMH set: cs, cs:cs:CV, physics:hep-th, ...")
 @click.option("--category", "categories", multiple=True, help="Keep papers in this category (repeatable); default: rules/queries.yml")
-@click.option("--oai-url", default="https://oaipmh.arxiv.org/oai", show_default=True, help="OAI-PMH base URL")
+@click.option("--oai-url", default=DEFAULT_OAI_URL, show_default=True, help="OAI-PMH base URL")
 @click.option("--metadata-prefix", "prefix", type=click.Choice(["arXiv", "arXivRaw"]), default="arXiv", show_default=True, help="arXivRaw adds every version's number and date")
-@click.option("--delay", type=Seconds(min=0, max=86400), default=3.0, show_default=True, help="Seconds between requests")
-@click.option("--timeout", type=Seconds(min=0.1, max=86400), default=180.0, show_default=True, help="Seconds per request")
-@click.option("--deadline", type=Seconds(min=0.1, max=86400), help="Seconds one request may take in all, body included (default: 4 x --timeout)")
+@delay_option()
+@timeout_option(DEFAULT_OAI_TIMEOUT)
+@deadline_option()
 @click.option("--no-classify", is_flag=True, help="Do not tag the harvested papers")
-@click.option("--wait", type=Seconds(min=0, max=86400), default=0.0, help="Seconds to wait for another writer's lock")
-@click.option("-v", "--verbose", count=True, help="Log each request (-vv for debug)")
+@wait_option()
+@verbose_option()
 @handle_errors
 def backfill(db_path, from_, until, set_spec, categories, oai_url, prefix, delay, timeout, deadline, no_classify, wait, verbose):
     """Harvest past papers from arXiv's OAI-PMH interface into DB_PATH, a month at a time.
@@ -920,7 +983,7 @@ def backfill(db_path, from_, until, set_spec, categories, oai_url, prefix, delay
     )
     # Backoff follows --delay (5 s at the default 3 s) so a test or mirror run with --delay 0 never stalls.
     session = PoliteSession(
-        delay=delay, timeout=timeout, backoff=delay * 5 / 3, user_agent=USER_AGENT, deadline=deadline,
+        delay=delay, timeout=timeout, backoff=delay * DEFAULT_BACKOFF / DEFAULT_DELAY, user_agent=USER_AGENT, deadline=deadline,
         url_options={oai_url: "--oai-url"}, notify=terminal_notice(),
     )  # fmt: skip
     progress = for_terminal("backfill")

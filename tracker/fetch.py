@@ -32,20 +32,24 @@ import urllib3
 from lxml import etree
 
 from tracker.config import USER_AGENT_BASE
+from tracker.endpoints import (
+    DEADLINE_TIMEOUTS,
+    DEFAULT_BACKOFF,
+    DEFAULT_DELAY,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+)
 from tracker.errors import FetchError, InputError
 from tracker.parse import ATOM, OPENSEARCH, api_error_message
 from tracker.xmlsafe import check_xml
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_URL = "https://export.arxiv.org/api/query"
-DEFAULT_RSS_URL = "https://rss.arxiv.org/rss"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 600.0  # a server asking for more than 10 minutes is treated as down for tonight
 # The largest real pages are a few MB: 100 API entries take 230 kB (tests/fixtures/api), so the API's
 # 2000-entry maximum is under 5 MB, and an OAI-PMH ListRecords page or a day's feed is a few MB more.
 MAX_BODY_BYTES = 64 * 2**20
-DEADLINE_TIMEOUTS = 4  # default total time of one attempt, in multiples of the per-read timeout
 MAX_REDIRECTS = 5
 CHUNK_BYTES = 2**16
 ARXIV_DOMAIN = "arxiv.org"  # export., rss., oaipmh. and arxiv.org itself redirect among each other
@@ -57,10 +61,10 @@ class PoliteSession(requests.Session):
     def __init__(
         self,
         *,
-        delay: float = 3.0,
-        timeout: float = 30.0,
-        retries: int = 4,
-        backoff: float = 5.0,
+        delay: float = DEFAULT_DELAY,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = DEFAULT_BACKOFF,
         user_agent: str = USER_AGENT_BASE,
         sleep: Callable[[float], None] = time.sleep,
         deadline: float | None = None,

@@ -20,18 +20,16 @@ import requests
 from lxml import etree
 
 from tracker.config import USER_AGENT_BASE
+from tracker.endpoints import DEFAULT_OAI_URL
 from tracker.errors import FetchError, InputError
 from tracker.parse import PaperRow, check_id, collapse, iso_utc, split_versioned_id
 from tracker.xmlsafe import check_xml
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OAI_URL = "https://oaipmh.arxiv.org/oai"
 METADATA_PREFIXES = ("arXiv", "arXivRaw")
 OAI_NS = "{http://www.openarchives.org/OAI/2.0/}"
 USER_AGENT = f"{USER_AGENT_BASE} oai-backfill"
-# A full arXiv ListRecords page is several MB and the server can take a while to build it.
-TIMEOUT = 180.0
 
 
 class BadResumptionToken(FetchError):

@@ -20,6 +20,7 @@ import arxiv
 from sqlite_utils import Database
 
 from tracker import store
+from tracker.endpoints import DEFAULT_API_URL, DEFAULT_RSS_URL
 from tracker.errors import FetchError, InputError, TrackerError
 from tracker.fetch import PoliteSession, fetch_feed, fetch_results, make_client
 from tracker.parse import PaperRow, announcements_from_rss, page_from_root, paper_from_result
@@ -34,8 +35,8 @@ class SyncOptions:
     categories: tuple[str, ...]
     since: date | None = None
     until: date | None = None
-    api_url: str = "https://export.arxiv.org/api/query"
-    rss_url: str | None = "https://rss.arxiv.org/rss"
+    api_url: str = DEFAULT_API_URL
+    rss_url: str | None = DEFAULT_RSS_URL
     page_size: int = 100
     overlap_days: float = 2.0
     initial_days: float = 3.0
