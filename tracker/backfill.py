@@ -19,7 +19,7 @@ from sqlite_utils import Database
 
 from tracker import store
 from tracker.endpoints import DEFAULT_OAI_URL
-from tracker.errors import ConfigError, FetchError, TrackerError
+from tracker.errors import ConfigError, FetchError
 from tracker.oai import METADATA_PREFIXES, BadResumptionToken, OaiClient, parse_list_records
 
 log = logging.getLogger(__name__)
@@ -146,26 +146,18 @@ def run_backfill(
         )
     kept_before = state.records if state else 0
     client = OaiClient(session, opts.oai_url)
-    run_id = store.start_run(
-        db, "oai", key, windows[0][0].isoformat(), (opts.until_date or today).isoformat()
-    )
-    try:
-        for index in range(len(windows)):
-            _harvest_window(
-                db, client, opts, key, windows, index, token, report, kept_before, run_id, progress
-            )
-            token = None  # only the first window can continue a saved token
-            report.windows += 1
-    except TrackerError as exc:
-        report.requests = client.requests
-        store.finish_run(db, run_id, report.counts, client.requests, "failed", str(exc))
-        raise
-    except BaseException:
-        report.requests = client.requests
-        store.finish_run(db, run_id, report.counts, client.requests, "failed", "interrupted")
-        raise
-    report.requests = client.requests
-    store.finish_run(db, run_id, report.counts, client.requests, "ok" if report.counts.total else "empty")
+    since, until = windows[0][0].isoformat(), (opts.until_date or today).isoformat()
+    with store.recorded_run(db, "oai", key, since, until, requests=lambda: client.requests) as run:
+        run.counts = report.counts  # one object: the run records what the harvest has stored so far
+        try:
+            for index in range(len(windows)):
+                _harvest_window(
+                    db, client, opts, key, windows, index, token, report, kept_before, run.id, progress
+                )
+                token = None  # only the first window can continue a saved token
+                report.windows += 1
+        finally:
+            report.requests = client.requests
     if progress:
         progress.update(1.0, report.records, "done", force=True)
     return report

@@ -21,7 +21,7 @@ from sqlite_utils import Database
 
 from tracker import store
 from tracker.endpoints import DEFAULT_API_URL, DEFAULT_RSS_URL
-from tracker.errors import FetchError, InputError, TrackerError
+from tracker.errors import FetchError, InputError
 from tracker.fetch import PoliteSession, fetch_feed, fetch_results, make_client
 from tracker.parse import PaperRow, announcements_from_rss, page_from_root, paper_from_result
 from tracker.xmlsafe import check_xml
@@ -124,6 +124,9 @@ class Syncer:
         self.query = category_query(opts.categories)
         self.key = f"api:{self.query}"
 
+    def _requests(self) -> int:
+        return self.session.requests_made
+
     def run(self, now: datetime | None = None) -> SyncReport:
         started = time.monotonic()
         now = now or datetime.now(timezone.utc)
@@ -150,8 +153,17 @@ class Syncer:
             sort_by=arxiv.SortCriterion.SubmittedDate,
             sort_order=arxiv.SortOrder.Descending,
         )
-        run_id = store.start_run(self.db, "api", self.query, since.isoformat(), until.isoformat())
-        counts, first_request = store.Counts(), self.session.requests_made
+        with store.recorded_run(
+            self.db, "api", self.query, since.isoformat(), until.isoformat(), requests=self._requests
+        ) as run:
+            try:
+                self._read_window(run, search, since, until, offset)
+            finally:
+                self.report.counts += run.counts
+
+    def _read_window(
+        self, run: store.Run, search: arxiv.Search, since: datetime, until: datetime, offset: int
+    ) -> None:
         resuming = offset > 0
         position = offset
         batch: list[PaperRow] = []
@@ -168,28 +180,21 @@ class Syncer:
                     position,
                 )
                 store.save_state(self.db, state)
-                counts.__iadd__(page_counts)
-                store.progress_run(self.db, run_id, counts, self.session.requests_made - first_request)
+                run.counts += page_counts
+                store.progress_run(self.db, run.id, run.counts, run.requests)
             self.progress(f"{since:%Y-%m-%d}..{until:%Y-%m-%d}: {position} papers read")
             batch.clear()
             return page_counts
 
-        try:
-            for result in fetch_results(self.client, search, offset):
-                batch.append(paper_from_result(result))
-                if len(batch) >= self.opts.page_size:
-                    page = commit()
-                    if not self.opts.full and not resuming and page.new == 0 and page.updated == 0:
-                        log.info("a full page of papers already stored: the rest of the window is known")
-                        break
-            if batch:
-                commit()
-        except TrackerError as exc:
-            store.finish_run(
-                self.db, run_id, counts, self.session.requests_made - first_request, "failed", str(exc)
-            )
-            self.report.counts += counts
-            raise
+        for result in fetch_results(self.client, search, offset):
+            batch.append(paper_from_result(result))
+            if len(batch) >= self.opts.page_size:
+                page = commit()
+                if not self.opts.full and not resuming and page.new == 0 and page.updated == 0:
+                    log.info("a full page of papers already stored: the rest of the window is known")
+                    break
+        if batch:
+            commit()
         with self.db.atomic():
             # An explicit --since/--until window (a gap filled by hand, say in 2020) must not move the
             # nightly watermark, or the next night would read everything from then on.
@@ -199,36 +204,19 @@ class Syncer:
             state.resume_since = state.resume_until = None
             state.resume_offset = None
             store.save_state(self.db, state)
-        status = "ok" if counts.total else "empty"
-        store.finish_run(self.db, run_id, counts, self.session.requests_made - first_request, status)
-        self.report.counts += counts
 
     def sync_feed(self) -> None:
         """Read today's announcement feed: record new / cross / replace / replace-cross, stub unknown papers."""
         assert self.opts.rss_url
         feed_query = "+".join(self.opts.categories)
-        run_id = store.start_run(self.db, "rss", feed_query, None, None)
-        first_request = self.session.requests_made
-        try:
+        with store.recorded_run(self.db, "rss", feed_query, None, None, requests=self._requests) as run:
             url, body = fetch_feed(self.session, self.opts.rss_url, list(self.opts.categories))
             day, items = announcements_from_rss(body, url)
-            counts = store.save_announcements(self.db, items, feed_query)
-        except TrackerError as exc:
-            store.finish_run(
-                self.db,
-                run_id,
-                store.Counts(),
-                self.session.requests_made - first_request,
-                "failed",
-                str(exc),
-            )
-            raise
+            run.counts = store.save_announcements(self.db, items, feed_query)
+            # Weekends and holidays: arXiv publishes an empty feed. That is a successful, empty run.
+            run.status = "ok" if items else "empty"
         self.report.feed_items += len(items)
-        # Weekends and holidays: arXiv publishes an empty feed. That is a successful, empty run.
-        store.finish_run(
-            self.db, run_id, counts, self.session.requests_made - first_request, "ok" if items else "empty"
-        )
-        self.report.counts.new += counts.new
+        self.report.counts.new += run.counts.new
         self.progress(f"feed {day or '?'}: {len(items)} announcements")
 
     def complete_stubs(self) -> None:
@@ -236,30 +224,24 @@ class Syncer:
         ids = store.papers_needing_metadata(self.db)
         if not ids:
             return
-        run_id = store.start_run(self.db, "api", f"id_list ({len(ids)} ids)", None, None)
-        counts, first_request = store.Counts(), self.session.requests_made
-        try:
+        query = f"id_list ({len(ids)} ids)"
+        with store.recorded_run(self.db, "api", query, None, None, requests=self._requests) as run:
             for start in range(0, len(ids), ID_BATCH):
                 chunk = ids[start : start + ID_BATCH]
                 search = arxiv.Search(id_list=chunk, max_results=len(chunk))
                 rows = [paper_from_result(r) for r in fetch_results(self.client, search)]
                 with self.db.atomic():
-                    counts.__iadd__(store.save_papers(self.db, rows))
+                    run.counts += store.save_papers(self.db, rows)
                 self.progress(f"full records: {min(start + ID_BATCH, len(ids))}/{len(ids)}")
-        except TrackerError as exc:
-            store.finish_run(
-                self.db, run_id, counts, self.session.requests_made - first_request, "failed", str(exc)
-            )
-            raise
-        self.report.missing = store.papers_needing_metadata(self.db)
+            self.report.missing = store.papers_needing_metadata(self.db)
+            # Not added to the report: each of these papers was counted when its announcement was stored.
+            run.status = "ok"
         if self.report.missing:
             log.warning(
                 "%d announced papers are not (yet) in the API: %s",
                 len(self.report.missing),
                 ", ".join(self.report.missing[:5]),
             )
-        # Not added to the report: each of these papers was counted when its announcement was stored.
-        store.finish_run(self.db, run_id, counts, self.session.requests_made - first_request, "ok")
 
 
 def load_files(db: Database, paths: Sequence[Path], progress: Progress | None = None) -> SyncReport:
@@ -271,8 +253,7 @@ def load_files(db: Database, paths: Sequence[Path], progress: Progress | None = 
     started = time.monotonic()
     report = SyncReport()
     progress = progress or (lambda message: None)
-    run_id = store.start_run(db, "load", f"{len(paths)} file(s)", None, None)
-    try:
+    with store.recorded_run(db, "load", f"{len(paths)} file(s)", None, None) as run:
         with db.atomic():
             for n, path in enumerate(paths, 1):
                 try:
@@ -293,12 +274,10 @@ def load_files(db: Database, paths: Sequence[Path], progress: Progress | None = 
                     raise InputError(f"{path}: neither an arXiv API page nor an announcement feed")
                 if n % 20 == 0 or n == len(paths):
                     progress(f"{n}/{len(paths)} files, {report.counts.total} papers")
-    except TrackerError as exc:
-        store.finish_run(db, run_id, store.Counts(), 0, "failed", str(exc))
-        raise
+        # Only now, after the commit: a bad file rolls every file back, and the run records zero papers.
+        run.counts = report.counts
+        report.status = run.status = "ok" if report.counts.total or report.feed_items else "empty"
     report.seconds = time.monotonic() - started
-    report.status = "ok" if report.counts.total or report.feed_items else "empty"
-    store.finish_run(db, run_id, report.counts, 0, report.status)
     return report
 
 
