@@ -16,6 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from tracker.endpoints import abs_url
 from tracker.errors import ConfigError
 from tracker.reading_order import facet_rank, gated, is_mllm, sort_facets
 
@@ -373,7 +374,7 @@ def build(
             arxiv_id=arxiv_id,
             version=int(row["version"]),
             title=row["title"],
-            url=row.get("abs_url") or f"https://arxiv.org/abs/{arxiv_id}",
+            url=row.get("abs_url") or abs_url(arxiv_id),
             authors=author_line(row.get("authors")),
             category=row.get("primary_category") or "",
             score=float(row["score"]),

@@ -17,3 +17,13 @@ DEFAULT_BACKOFF = 5.0  # first retry wait in seconds, doubled each retry (a serv
 DEADLINE_TIMEOUTS = 4  # default total time of one attempt, in multiples of the per-read timeout
 # A full arXiv ListRecords page is several MB and the server can take a while to build it.
 DEFAULT_OAI_TIMEOUT = 180.0
+
+
+def abs_url(arxiv_id: str) -> str:
+    """The paper's abstract page (unversioned: it always shows the latest version)."""
+    return f"https://arxiv.org/abs/{arxiv_id}"
+
+
+def pdf_url(arxiv_id: str, version: int | None = None) -> str:
+    """The PDF of `version`, or of the latest version when it is not known."""
+    return f"https://arxiv.org/pdf/{arxiv_id}" + (f"v{version}" if version else "")

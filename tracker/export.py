@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.config import rules_dir
+from tracker.endpoints import abs_url
 from tracker.errors import ConfigError
 from tracker.outfile import check_target, replacing
 from tracker.reading_order import facet_rank, shown, sort_facets
@@ -181,7 +182,7 @@ def paper_link(row: dict[str, Any]) -> str | None:
     if link := arxiv_link(row.get("abs_url")):
         return link
     arxiv_id = str(row.get("arxiv_id") or "")
-    return f"https://arxiv.org/abs/{arxiv_id}" if ARXIV_ID.fullmatch(arxiv_id) else None
+    return abs_url(arxiv_id) if ARXIV_ID.fullmatch(arxiv_id) else None
 
 
 def _csv_cell(value: Any) -> Any:

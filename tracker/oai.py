@@ -20,9 +20,9 @@ import requests
 from lxml import etree
 
 from tracker.config import USER_AGENT_BASE
-from tracker.endpoints import DEFAULT_OAI_URL
+from tracker.endpoints import DEFAULT_OAI_URL, pdf_url
 from tracker.errors import FetchError, InputError
-from tracker.parse import PaperRow, check_id, collapse, iso_utc, split_versioned_id
+from tracker.parse import PaperRow, check_id, collapse, iso_utc, paper_row, split_versioned_id
 from tracker.xmlsafe import check_xml
 
 log = logging.getLogger(__name__)
@@ -177,25 +177,25 @@ def _arxiv_row(meta: etree._Element) -> PaperRow:
                 authors.append(name)
     categories = (_text(fields, "categories") or "").split()
     updated = _date_iso(_text(fields, "updated"))
-    return {
-        "arxiv_id": arxiv_id,
+    row = paper_row(
+        arxiv_id,
         # The arXiv format names no version: an <updated> date means at least v2. The lower bound
         # keeps the store's "newer version wins" rule right; arXivRaw gives the exact number.
-        "version": 2 if updated else 1,
-        "title": _text(fields, "title") or "",
-        "abstract": _text(fields, "abstract") or "",
-        "authors": authors,
-        "primary_category": categories[0] if categories else None,
-        "categories": categories,
-        "published": _date_iso(_text(fields, "created")),
-        "updated": updated or _date_iso(_text(fields, "created")),
-        "comment": _text(fields, "comments"),
-        "journal_ref": _text(fields, "journal-ref"),
-        "doi": _text(fields, "doi"),
-        "abs_url": f"https://arxiv.org/abs/{arxiv_id}",
-        "pdf_url": f"https://arxiv.org/pdf/{arxiv_id}",
-        "needs_metadata": 0,
-    }
+        2 if updated else 1,
+        title=_text(fields, "title"),
+        abstract=_text(fields, "abstract"),
+        authors=authors,
+        categories=categories,
+        primary_category=categories[0] if categories else None,
+        published=_date_iso(_text(fields, "created")),
+        updated=updated or _date_iso(_text(fields, "created")),
+        comment=_text(fields, "comments"),
+        journal_ref=_text(fields, "journal-ref"),
+        doi=_text(fields, "doi"),
+        pdf=pdf_url(arxiv_id),  # unversioned: the version above is only a lower bound
+    )
+    row["needs_metadata"] = 0
+    return row
 
 
 def _raw_row(meta: etree._Element) -> tuple[PaperRow, list[tuple[str, int, str | None]]]:
@@ -213,23 +213,21 @@ def _raw_row(meta: etree._Element) -> tuple[PaperRow, list[tuple[str, int, str |
     versions.sort(key=lambda v: v[1])
     latest = versions[-1] if versions else (arxiv_id, 1, None)
     categories = (_text(fields, "categories") or "").split()
-    row: PaperRow = {
-        "arxiv_id": arxiv_id,
-        "version": latest[1],
-        "title": _text(fields, "title") or "",
-        "abstract": _text(fields, "abstract") or "",
-        "authors": split_raw_authors(_text(fields, "authors")),
-        "primary_category": categories[0] if categories else None,
-        "categories": categories,
-        "published": versions[0][2] if versions else None,
-        "updated": latest[2],
-        "comment": _text(fields, "comments"),
-        "journal_ref": _text(fields, "journal-ref"),
-        "doi": _text(fields, "doi"),
-        "abs_url": f"https://arxiv.org/abs/{arxiv_id}",
-        "pdf_url": f"https://arxiv.org/pdf/{arxiv_id}v{latest[1]}",
-        "needs_metadata": 0,
-    }
+    row = paper_row(
+        arxiv_id,
+        latest[1],
+        title=_text(fields, "title"),
+        abstract=_text(fields, "abstract"),
+        authors=split_raw_authors(_text(fields, "authors")),
+        categories=categories,
+        primary_category=categories[0] if categories else None,
+        published=versions[0][2] if versions else None,
+        updated=latest[2],
+        comment=_text(fields, "comments"),
+        journal_ref=_text(fields, "journal-ref"),
+        doi=_text(fields, "doi"),
+    )
+    row["needs_metadata"] = 0
     return row, versions[:-1]
 
 

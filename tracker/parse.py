@@ -7,7 +7,6 @@ timezone-aware UTC rendered as ISO-8601 text; titles and abstracts have whitespa
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -16,6 +15,7 @@ from typing import Any, TypedDict
 import feedparser
 from lxml import etree
 
+from tracker.endpoints import abs_url, pdf_url
 from tracker.errors import InputError
 from tracker.ids import VERSION_SUFFIX, is_arxiv_id
 from tracker.xmlsafe import check_xml
@@ -117,26 +117,65 @@ def _parse_ts(text: str | None) -> str | None:
         return None
 
 
+def paper_row(
+    arxiv_id: str,
+    version: int | None,
+    *,
+    title: str | None,
+    abstract: str | None,
+    authors: list[str],
+    categories: list[str],
+    primary_category: str | None = None,
+    published: str | None = None,
+    updated: str | None = None,
+    comment: str | None = None,
+    journal_ref: str | None = None,
+    doi: str | None = None,
+    pdf: str | None = None,
+) -> PaperRow:
+    """The one PaperRow builder for every source (API result, Atom entry, feed item, OAI record).
+
+    Whitespace is collapsed, empty optional text becomes None, a missing version is 1, and the links are
+    arXiv's pages unless the source names its own PDF link (`pdf`).
+    """
+    version = version or 1
+    return {
+        "arxiv_id": arxiv_id,
+        "version": version,
+        "title": collapse(title),
+        "abstract": collapse(abstract),
+        "authors": authors,
+        "primary_category": primary_category or None,
+        "categories": categories,
+        "published": published,
+        "updated": updated,
+        "comment": collapse(comment) or None,
+        "journal_ref": collapse(journal_ref) or None,
+        "doi": doi or None,
+        "abs_url": abs_url(arxiv_id),
+        "pdf_url": pdf or pdf_url(arxiv_id, version),
+    }
+
+
 def paper_from_result(result: Any) -> PaperRow:
     """An `arxiv.Result` -> PaperRow."""
     arxiv_id, version = split_versioned_id(result.entry_id)
     check_id(arxiv_id, result.entry_id)
-    return {
-        "arxiv_id": arxiv_id,
-        "version": version or 1,
-        "title": collapse(result.title),
-        "abstract": collapse(result.summary),
-        "authors": [a.name for a in result.authors],
-        "primary_category": result.primary_category or None,
-        "categories": list(result.categories),
-        "published": iso_utc(result.published),
-        "updated": iso_utc(result.updated),
-        "comment": collapse(result.comment) or None,
-        "journal_ref": collapse(result.journal_ref) or None,
-        "doi": result.doi or None,
-        "abs_url": f"https://arxiv.org/abs/{arxiv_id}",
-        "pdf_url": result.pdf_url or f"https://arxiv.org/pdf/{arxiv_id}v{version or 1}",
-    }
+    return paper_row(
+        arxiv_id,
+        version,
+        title=result.title,
+        abstract=result.summary,
+        authors=[a.name for a in result.authors],
+        categories=list(result.categories),
+        primary_category=result.primary_category,
+        published=iso_utc(result.published),
+        updated=iso_utc(result.updated),
+        comment=result.comment,
+        journal_ref=result.journal_ref,
+        doi=result.doi,
+        pdf=result.pdf_url,
+    )
 
 
 def _entry_row(entry: etree._Element) -> PaperRow | None:
@@ -182,22 +221,21 @@ def _entry_row(entry: etree._Element) -> PaperRow | None:
         return None
     arxiv_id, version = split_versioned_id(raw_id)
     check_id(arxiv_id, raw_id)
-    return {
-        "arxiv_id": arxiv_id,
-        "version": version or 1,
-        "title": collapse(title),
-        "abstract": collapse(summary),
-        "authors": authors,
-        "primary_category": primary,
-        "categories": categories,
-        "published": _parse_ts(published),
-        "updated": _parse_ts(updated),
-        "comment": collapse(comment) or None,
-        "journal_ref": collapse(journal_ref) or None,
-        "doi": doi or None,
-        "abs_url": f"https://arxiv.org/abs/{arxiv_id}",
-        "pdf_url": pdf_url or f"https://arxiv.org/pdf/{arxiv_id}v{version or 1}",
-    }
+    return paper_row(
+        arxiv_id,
+        version,
+        title=title,
+        abstract=summary,
+        authors=authors,
+        categories=categories,
+        primary_category=primary,
+        published=_parse_ts(published),
+        updated=_parse_ts(updated),
+        comment=comment,
+        journal_ref=journal_ref,
+        doi=doi,
+        pdf=pdf_url,
+    )
 
 
 _ID, _TITLE, _SUMMARY, _AUTHOR, _NAME = (f"{ATOM}{t}" for t in ("id", "title", "summary", "author", "name"))
@@ -213,12 +251,6 @@ def api_error_message(root: etree._Element) -> str | None:
         if "/api/errors" in (entry.findtext(f"{ATOM}id") or ""):
             return collapse(entry.findtext(f"{ATOM}summary")) or "arXiv API error"
     return None
-
-
-def page_from_atom(content: bytes, source: str) -> AtomPage:
-    """A saved or fetched API response -> AtomPage; error feeds and non-Atom bodies raise InputError."""
-    root = check_xml(content, source)
-    return page_from_root(root, source)
 
 
 def page_from_root(root: etree._Element, source: str) -> AtomPage:
@@ -283,29 +315,19 @@ def announcements_from_rss(content: bytes, source: str) -> tuple[str | None, lis
             raise InputError(f"{source}: item {raw_id} has no announcement date")
         authors = [a.strip() for a in (entry.get("author") or "").split(",") if a.strip()]
         categories = [t.get("term") for t in entry.get("tags", []) if t.get("term")]
-        row: PaperRow = {
-            "arxiv_id": arxiv_id,
-            "version": version or 1,
-            "title": collapse(entry.get("title")),
-            "abstract": collapse(abstract),
-            "authors": authors,
-            "primary_category": categories[0] if categories else None,
-            "categories": categories,
-            "published": None,
-            "updated": None,
-            "comment": None,
-            "journal_ref": collapse(entry.get("arxiv_journal_reference")) or None,
-            "doi": entry.get("arxiv_doi") or None,
-            "abs_url": f"https://arxiv.org/abs/{arxiv_id}",
-            "pdf_url": f"https://arxiv.org/pdf/{arxiv_id}v{version or 1}",
-            "announce_type": announce_type,
-            "announced": announced,
-            "needs_metadata": 1,
-        }
+        # The feed names no dates but the announcement's, no comment, and its PDF link is always versioned.
+        row = paper_row(
+            arxiv_id,
+            version,
+            title=entry.get("title"),
+            abstract=abstract,
+            authors=authors,
+            categories=categories,
+            primary_category=categories[0] if categories else None,
+            journal_ref=entry.get("arxiv_journal_reference"),
+            doi=entry.get("arxiv_doi"),
+        )
+        row["announce_type"], row["announced"], row["needs_metadata"] = announce_type, announced, 1
         items.append(Announcement(arxiv_id, version or 1, announce_type, announced, row))
     return channel_date, items
 
-
-def iter_entries(content: bytes, source: str) -> Iterator[PaperRow]:
-    """Rows of a saved Atom page, for bulk `--load` ingestion."""
-    yield from page_from_atom(content, source).rows

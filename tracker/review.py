@@ -11,6 +11,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tracker.endpoints import abs_url
 from tracker.store import ReviewCandidate
 
 # Each answer and what it means; a manual label's action is "add" or "remove" (store.save_manual_label).
@@ -47,7 +48,7 @@ def render_candidate(c: ReviewCandidate, position: int, total: int, width: int =
         "",
         head,
         textwrap.fill(c.title or "(no title)", width),
-        f"https://arxiv.org/abs/{c.arxiv_id}",
+        abs_url(c.arxiv_id),
         f"current tags: {', '.join(c.tags) or 'none'}",
         "",
         textwrap.fill(c.abstract or "(no abstract)", width, initial_indent="  ", subsequent_indent="  "),
