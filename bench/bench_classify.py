@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from tracker import classify, store
-from tracker.config import REPO_DIR
+from tracker.config import DEFAULT_RULES_DIR
 from tracker.rules import load_rules
 
 
@@ -32,7 +32,7 @@ def main() -> None:
                          "title": r["title"], "abstract": r["abstract"]})  # fmt: skip
         for start in range(0, n, 5000):
             store.save_papers(db, rows[start : start + 5000])  # type: ignore[arg-type]
-        taxonomy, labels = load_rules(REPO_DIR / "rules")
+        taxonomy, labels = load_rules(DEFAULT_RULES_DIR)
         started = time.monotonic()
         report = classify.train_from_db(db, db_path, taxonomy, labels)
         print(

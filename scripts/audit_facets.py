@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tracker import classify, store  # noqa: E402
-from tracker.config import model_paths  # noqa: E402
+from tracker.config import DEFAULT_RULES_DIR, model_paths  # noqa: E402
 from tracker.rules import load_rules  # noqa: E402
 
 AUDITS = Path("rules/audits")
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=20, help="unjudged pairs to list per tag")
     parser.add_argument("--facets", default="paradigm,architecture,task", help="facets to audit")
     args = parser.parse_args()
-    taxonomy, labels = load_rules(Path("rules"))
+    taxonomy, labels = load_rules(DEFAULT_RULES_DIR)
     facets = set(args.facets.split(","))
     audited = [t.slug for t in taxonomy.tags if t.facet in facets]
     records = {r["id"]: r for r in classify.load_bundled("corpus") + classify.load_bundled("labelled")}

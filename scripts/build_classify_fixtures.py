@@ -4,7 +4,7 @@
 
 tests/fixtures/classify/papers.jsonl: a few dozen real abstracts, chosen deterministically: the labelled
 papers of the rare tags (M-ICL, M-CoT, LAVR), the first ten (by id) of MIT, hallucination and evaluation,
-every 150th corpus paper (negatives) and the survey's exemplars. labels.csv: their rows of rules/labels.csv.
+every 150th corpus paper (negatives) and the survey's exemplars. labels.csv: their rows of tracker/defaults/rules/labels.csv.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _read(name: str) -> list[dict]:
 
 def main() -> None:
     labelled = {r["id"]: r for r in _read("labelled")}
-    with open("rules/labels.csv", newline="", encoding="utf-8") as fh:
+    with open("tracker/defaults/rules/labels.csv", newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh) if r["arxiv_id"] in labelled]
     chosen: dict[str, dict] = {}
     for tag, limit in (

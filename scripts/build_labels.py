@@ -1,12 +1,12 @@
-"""Build rules/labels.csv, the classifier's training labels (run from the repo root).
+"""Build tracker/defaults/rules/labels.csv, the shipped classifier's training labels (run from the repo root).
 
     python scripts/build_labels.py
 
-Two inputs, both in rules/:
+Two inputs, both in rules/ (sources kept in the repository, not shipped in the package):
 - `reviewed.csv`: papers read one by one (title + abstract) against docs/labelling.md, with `mllm`
   (is the paper about multimodal LLMs) and the tags that apply. These are the primary labels.
 - `curated_sections.csv`: the curated lists' rows (`arxiv_id,title,section,source_repo`). A section maps
-  to tags by the `sections` globs of rules/taxonomy.yml (never by id). Used only for papers that were
+  to tags by the `sections` globs of the shipped taxonomy.yml (never by id). Used only for papers that were
   not reviewed: they train the model once the database holds their abstracts.
 
 The output is deterministic (sorted by id), so a rebuild after editing either input shows as a clean diff.
@@ -20,13 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tracker.config import DEFAULT_RULES_DIR  # noqa: E402
 from tracker.rules import load_taxonomy  # noqa: E402
 
 RULES = Path("rules")
 
 
 def main() -> None:
-    taxonomy = load_taxonomy(RULES / "taxonomy.yml")
+    taxonomy = load_taxonomy(DEFAULT_RULES_DIR / "taxonomy.yml")
     order = {slug: i for i, slug in enumerate(taxonomy.slugs)}
     rows: dict[str, list[str]] = {}
     with (RULES / "reviewed.csv").open(newline="", encoding="utf-8") as fh:
@@ -49,7 +50,7 @@ def main() -> None:
         if arxiv_id in rows or not tags:  # a reviewed row wins; a section that maps to no tag says nothing
             continue
         rows[arxiv_id] = [arxiv_id, " ".join(sorted(tags, key=order.__getitem__)), "", "curated", "", titles[arxiv_id]]
-    out = RULES / "labels.csv"
+    out = DEFAULT_RULES_DIR / "labels.csv"
     with out.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["arxiv_id", "tags", "mllm", "source", "note", "title"])

@@ -19,6 +19,7 @@ from oai_server import Canned, OaiServer, load_records
 
 from tracker import store
 from tracker.backfill import BackfillOptions, BackfillReport, run_backfill
+from tracker.config import DEFAULT_DB_DIR
 from tracker.fetch import PoliteSession
 
 RECORDS = [r for r in load_records("hepcrawl_*.xml") + load_records("excerpt_*.xml")]
@@ -306,7 +307,7 @@ def test_a_week_of_backfilled_papers_is_found_through_the_event_day_index(tmp_pa
 
     paper = sorted(june)[0]
     store.save_manual_label(handle, paper, "hallucination", "topic", "add")
-    meta = yaml.safe_load((Path(__file__).parent.parent / "db" / "metadata.yml").read_text())
+    meta = yaml.safe_load((DEFAULT_DB_DIR / "metadata.yml").read_text())
     this_week = meta["databases"]["tracker"]["queries"]["papers_this_week"]["sql"]
     params = {"week_of": days[paper], "tag": ""}
     found = handle.conn.execute(this_week, params)

@@ -20,7 +20,7 @@ from helpers import run_on_terminal
 from tracker import classify, store
 from tracker.classify import fitting, modelfile, pipeline
 from tracker.cli import cli
-from tracker.config import REPO_DIR, model_paths
+from tracker.config import DEFAULT_RULES_DIR, model_paths
 from tracker.errors import ModelError
 from tracker.rules import load_labels, load_taxonomy
 
@@ -34,7 +34,7 @@ def records():
 
 @pytest.fixture(scope="module")
 def taxonomy():
-    return load_taxonomy(REPO_DIR / "rules" / "taxonomy.yml")
+    return load_taxonomy(DEFAULT_RULES_DIR / "taxonomy.yml")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def labels(taxonomy):
 
 @pytest.fixture
 def db_path(tmp_path, records, monkeypatch):
-    monkeypatch.setenv("TRACKER_RULES", str(REPO_DIR / "rules"))
+    monkeypatch.setenv("TRACKER_RULES", str(DEFAULT_RULES_DIR))
     path = tmp_path / "papers.db"
     db = store.open_db(path)
     rows = [
@@ -345,7 +345,7 @@ def test_evaluate_reports_product_and_baselines(taxonomy, labels, records):
 
 def test_full_training_and_classify_through_the_cli(tmp_path, records, monkeypatch):
     """The one test on the full bundled data: `train` then `classify`, as a user runs them."""
-    monkeypatch.setenv("TRACKER_RULES", str(REPO_DIR / "rules"))
+    monkeypatch.setenv("TRACKER_RULES", str(DEFAULT_RULES_DIR))
     path = tmp_path / "full.db"
     db = store.open_db(path)
     store.save_papers(db, [{"arxiv_id": r["id"], "version": 1, "title": r["title"], "abstract": r["abstract"]}
@@ -393,10 +393,10 @@ def test_papers_the_model_never_saw_get_the_tags_a_reader_gives(tmp_path, taxono
     "visual prompts" in audio work is not visually-prompted, MLLM hallucination benchmarks get evaluation
     and (most of them: the hallucination tag's recall is about 0.8) hallucination, a text-only LLM paper
     gets no MLLM tag and is not MLLM work."""
-    monkeypatch.setenv("TRACKER_RULES", str(REPO_DIR / "rules"))
+    monkeypatch.setenv("TRACKER_RULES", str(DEFAULT_RULES_DIR))
     unseen = [json.loads(line) for line in (FIXTURES / "unseen.jsonl").read_text().splitlines()]
     held = {r["id"] for r in unseen}
-    all_labels = load_labels(REPO_DIR / "rules" / "labels.csv", taxonomy)
+    all_labels = load_labels(DEFAULT_RULES_DIR / "labels.csv", taxonomy)
     kept = tuple(label for label in all_labels.labels if label.arxiv_id not in held)
     labels = type(all_labels)(kept, all_labels.path, "held-out", {lab.arxiv_id: lab for lab in kept})
     path = tmp_path / "unseen.db"

@@ -25,11 +25,10 @@ from helpers import run
 from sample_db import build_sample_db
 
 from tracker import store
-from tracker.config import db_dir
+from tracker.config import DEFAULT_DB_DIR
 from tracker.reading_order import READER_FACET_ORDER, TASK_FACET, facet_rank
 
-ROOT = Path(__file__).resolve().parent.parent
-METADATA = yaml.safe_load((ROOT / "db" / "metadata.yml").read_text())
+METADATA = yaml.safe_load((DEFAULT_DB_DIR / "metadata.yml").read_text())
 QUERIES = METADATA["databases"]["tracker"]["queries"]
 # Parameters a user would type; queries not listed here must answer with their defaults.
 QUERY_PARAMS = {
@@ -277,7 +276,7 @@ def test_plugins_cannot_write_even_through_a_write_query(db_path: Path, tmp_path
     port = free_port()
     cmd = [
         sys.executable, "-m", "datasette", "serve", str(db_path), "--metadata", str(metadata),
-        "--plugins-dir", str(db_dir() / "plugins"), "--port", str(port), "--host", "127.0.0.1",
+        "--plugins-dir", str(DEFAULT_DB_DIR / "plugins"), "--port", str(port), "--host", "127.0.0.1",
     ]  # fmt: skip
     proc = start(cmd, port, tmp_path / "datasette.log")
     target = sqlite3.connect(db_path).execute("SELECT arxiv_id FROM papers LIMIT 1").fetchone()[0]

@@ -76,7 +76,7 @@ def tag_rows(text: str) -> list[tuple[str, str]]:
 
 
 def test_the_tag_table_is_the_taxonomy():
-    taxonomy = yaml.safe_load((ROOT / "rules" / "taxonomy.yml").read_text())
+    taxonomy = yaml.safe_load((ROOT / "tracker" / "defaults" / "rules" / "taxonomy.yml").read_text())
     slugs = {tag["slug"] for tag in taxonomy["tags"]}
     rows = tag_rows(README)
     assert {tag for tag, _ in rows} == slugs and len(rows) == len(slugs)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from tracker import store
 from tracker.cli import cli
-from tracker.config import REPO_DIR
+from tracker.config import DEFAULT_RULES_DIR
 
 FIXTURES = Path(__file__).parent / "fixtures" / "classify"
 
@@ -30,7 +30,7 @@ CARRIED = {"2401.00002": ["MIT"], "2401.00004": ["hallucination"]}  # score at o
 
 @pytest.fixture(autouse=True)
 def repo_rules(monkeypatch):
-    monkeypatch.setenv("TRACKER_RULES", str(REPO_DIR / "rules"))
+    monkeypatch.setenv("TRACKER_RULES", str(DEFAULT_RULES_DIR))
 
 
 @pytest.fixture
@@ -160,7 +160,7 @@ def test_the_next_train_learns_the_answers_and_they_change_the_tags(tmp_path):
     from tracker.rules import load_labels, load_taxonomy
 
     records = [json.loads(line) for line in (FIXTURES / "papers.jsonl").read_text().splitlines()]
-    taxonomy = load_taxonomy(REPO_DIR / "rules" / "taxonomy.yml")
+    taxonomy = load_taxonomy(DEFAULT_RULES_DIR / "taxonomy.yml")
     labels = load_labels(FIXTURES / "labels.csv", taxonomy)
     path = tmp_path / "papers.db"
     db = store.open_db(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tracker.config import REPO_DIR
+from tracker.config import DEFAULT_RULES_DIR
 from tracker.errors import ConfigError
 from tracker.queries import load_queries
 from tracker.rules import load_labels, load_taxonomy
@@ -17,7 +17,7 @@ BAD = Path(__file__).parent / "fixtures" / "classify" / "bad"
 
 @pytest.fixture(scope="module")
 def taxonomy():
-    return load_taxonomy(REPO_DIR / "rules" / "taxonomy.yml")
+    return load_taxonomy(DEFAULT_RULES_DIR / "taxonomy.yml")
 
 
 def test_shipped_taxonomy_has_every_facet_and_tag_of_the_survey(taxonomy):
@@ -59,7 +59,7 @@ def test_sections_map_to_tags_by_name(taxonomy):
 
 
 def test_shipped_labels_load_and_cover_the_rare_tags(taxonomy):
-    labels = load_labels(REPO_DIR / "rules" / "labels.csv", taxonomy)
+    labels = load_labels(DEFAULT_RULES_DIR / "labels.csv", taxonomy)
     counts = {t: sum(t in lab.tags for lab in labels.labels) for t in ("M-ICL", "M-CoT", "LAVR", "MIT")}
     assert all(n >= 8 for n in counts.values()), counts
     assert re.fullmatch(r"[0-9a-f]{16}", labels.content_hash)
@@ -136,7 +136,7 @@ def test_bad_queries_file_is_refused_naming_the_file(tmp_path: Path, text: str, 
 
 
 def test_the_shipped_queries_file_loads() -> None:
-    queries = load_queries(REPO_DIR / "rules" / "queries.yml")
+    queries = load_queries(DEFAULT_RULES_DIR / "queries.yml")
     assert "cs.CV" in queries.categories and 0 <= queries.overlap_days <= 30
 
 

@@ -2,6 +2,11 @@
 
 Lookup order for settings is: explicit option, then the 600-mode `auth.json`, then the
 environment (`TRACKER_*`). Secrets are read only when a command needs them, never at import.
+
+The default rules (taxonomy, queries, labels) and the Datasette files (metadata, plugins, static) ship
+inside the package, in `tracker/defaults/rules/` and `tracker/defaults/db/`: that is the one copy in
+the repository, so `pip install .` or the wheel runs from any folder. A `rules/` or `db/` folder in
+the working directory holding the same file names overrides them (copy the defaults there to edit them).
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ from tracker.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_DIR = PACKAGE_DIR / "data"
-# A checkout (editable install) keeps the human-edited rules next to the package.
+# The shipped defaults; `./rules` and `./db` override them (rules_dir, datasette_path).
+DEFAULT_RULES_DIR = PACKAGE_DIR / "defaults" / "rules"
+DEFAULT_DB_DIR = PACKAGE_DIR / "defaults" / "db"
+# The checkout, for scripts and benchmarks run from a clone (meaningless in an installed wheel).
 REPO_DIR = PACKAGE_DIR.parent
 
 USER_AGENT_BASE = "tracker/0.1 (multimodal-LLM literature tracker; https://github.com/tracker/tracker)"
@@ -24,7 +32,8 @@ USER_AGENT_BASE = "tracker/0.1 (multimodal-LLM literature tracker; https://githu
 def rules_dir() -> Path:
     """The folder holding taxonomy.yml, queries.yml and labels.csv.
 
-    `TRACKER_RULES` wins; then `./rules` in the working directory; then the checkout's `rules/`.
+    `TRACKER_RULES` wins; then `./rules` in the working directory if it holds a taxonomy.yml; then the
+    defaults shipped in the package.
     """
     env = os.environ.get("TRACKER_RULES")
     if env:
@@ -34,12 +43,18 @@ def rules_dir() -> Path:
     cwd_rules = Path.cwd() / "rules"
     if (cwd_rules / "taxonomy.yml").exists():
         return cwd_rules
-    return REPO_DIR / "rules"
+    return DEFAULT_RULES_DIR
 
 
-def db_dir() -> Path:
-    """The folder for Datasette metadata (checked in) next to the package."""
-    return REPO_DIR / "db"
+def datasette_path(name: str) -> Path:
+    """A Datasette file or folder (`metadata.yml`, `plugins`, `static`): `./db/<name>` if it exists, else
+    the default shipped in the package.
+
+    Each name is resolved on its own, so overriding the metadata keeps the shipped plugins, which guard
+    the private tables and refuse writes.
+    """
+    override = Path.cwd() / "db" / name
+    return override if override.exists() else DEFAULT_DB_DIR / name
 
 
 def model_paths(db_path: str | Path) -> tuple[Path, Path]:

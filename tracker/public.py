@@ -4,8 +4,8 @@ The rule is an allow-list: the papers, their authors, versions, announcements, t
 search index, and the sync log without its queries and errors. Everything else (subscribers, digests
 and the papers mailed to each address, the sync and backfill state, and any table a later migration
 adds) is private until it is listed here. `tracker serve` enforces this with an SQLite authorizer
-(db/plugins/tracker_readonly.py calls `read_verdict` for every column a statement reads), and
-`tracker public-copy` writes a copy of the file that holds nothing else.
+(tracker/defaults/db/plugins/tracker_readonly.py calls `read_verdict` for every column a statement
+reads), and `tracker public-copy` writes a copy of the file that holds nothing else.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ a great many papers that have nothing to do with multimodal LLMs, so by default 
 only papers the relevance score calls MLLM work (`papers.mllm = 1`). A paper with `mllm` NULL was
 classified before the relevance score existed: it counts as not MLLM, since nothing says it is.
 
-Datasette's YAML cannot import this module: db/metadata.yml spells the same order in SQL, and
-tests/test_datasette.py checks that it matches READER_FACET_ORDER.
+Datasette's YAML cannot import this module: tracker/defaults/db/metadata.yml spells the same order in
+SQL, and tests/test_datasette.py checks that it matches READER_FACET_ORDER.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Run Datasette on a tracker database, read-only, with the project's metadata, queries and plugins.
 
 Datasette runs as a child process (`python -m datasette`): the tracker never imports it, so the two
-can be upgraded apart. Datasette names a database after its file, while `db/metadata.yml` describes
-a database called `tracker`; the metadata is therefore copied to a temporary file with that key
-renamed to the served file's name. The database is opened normally (not `--immutable`), because
+can be upgraded apart. The metadata, plugins and static files ship in the package (`tracker/defaults/db/`),
+and `./db/metadata.yml`, `./db/plugins/` or `./db/static/` override them one by one (`config.datasette_path`).
+Datasette names a database after its file, while the metadata describes a database called `tracker`;
+the metadata is therefore copied to a temporary file with that key renamed to the served file's name. The database is opened normally (not `--immutable`), because
 the nightly sync keeps writing to it through WAL; writes through the web are refused by Datasette
 itself (read connections are `mode=ro`, arbitrary SQL must be a SELECT) and by the
 `tracker_readonly` plugin (every connection, including the one canned write queries and plugins
@@ -26,7 +27,7 @@ from typing import Any
 import yaml
 
 from tracker import store
-from tracker.config import db_dir
+from tracker.config import datasette_path
 from tracker.errors import ConfigError, TrackerError
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,10 @@ SETTINGS = {
 
 
 def metadata_path() -> Path:
-    """`db/metadata.yml` of the checkout, refused with a clear message if it is missing."""
-    path = db_dir() / "metadata.yml"
+    """`./db/metadata.yml` if present, else the package's; refused with a clear message if it is missing."""
+    path = datasette_path("metadata.yml")
     if not path.is_file():
-        raise TrackerError(
-            f"{path}: Datasette metadata not found (run `tracker serve` from a checkout of the project)"
-        )
+        raise TrackerError(f"{path}: Datasette metadata not found (is the tracker package installed completely?)")
     return path
 
 
@@ -84,8 +83,8 @@ def datasette_command(db_path: Path, metadata_file: Path, host: str, port: int) 
     cmd = [
         sys.executable, "-m", "datasette", "serve", str(db_path),
         "--metadata", str(metadata_file),
-        "--plugins-dir", str(db_dir() / "plugins"),
-        "--static", f"tracker-static:{db_dir() / 'static'}",
+        "--plugins-dir", str(datasette_path("plugins")),
+        "--static", f"tracker-static:{datasette_path('static')}",
         "--host", host, "--port", str(port),
     ]  # fmt: skip
     for name, value in SETTINGS.items():
