@@ -1,12 +1,16 @@
-"""Shared fixtures: real recorded records, a loopback arXiv, and a helper to run the CLI."""
+"""Shared fixtures: real recorded records, a loopback arXiv, a real database file, and isolation from the
+user's configuration."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlite_utils import Database
 
+from tracker import store
 from tracker.mirror import ArxivMirror, load_corpus
 
 
@@ -27,6 +31,20 @@ def mirror():
     """An empty loopback arXiv; tests add records, announcements and faults."""
     with ArxivMirror() as m:
         yield m
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """Where a test's database file goes (not created: the code under test creates it)."""
+    return tmp_path / "tracker.db"
+
+
+@pytest.fixture
+def db(db_path: Path) -> Iterator[Database]:
+    """A fresh tracker database on a real file (WAL, triggers and FTS as in use), every migration applied."""
+    database = store.open_db(db_path)
+    yield database
+    database.close()
 
 
 @pytest.fixture(autouse=True)

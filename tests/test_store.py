@@ -1,4 +1,6 @@
-"""tracker.store on real database files: version precedence, a schema newer than the code, read-only opening."""
+"""tracker.store on real database files, layer by layer: version precedence, paper texts, tagging and review,
+digest bookkeeping, recorded runs, the tracker-database check, a schema newer than the code, read-only
+opening and the writer lock."""
 
 from __future__ import annotations
 
@@ -11,12 +13,16 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from digest_support import corpus_records, make_week_db
 from helpers import run
+from sqlite_utils import Database
 
 from tracker import store
+from tracker.errors import FetchError, TrackerError
+from tracker.parse import Announcement
 
 
 def paper(version: int, **extra: object) -> dict:
@@ -69,6 +75,194 @@ def test_a_feed_stub_never_replaces_a_full_record_and_a_full_record_completes_a_
     assert stored(db_path, "title, needs_metadata") == ("Title v2", 0)
     assert store.save_papers(db, [paper(3, needs_metadata=1, title="Stub 3", abstract="")]).updated == 1
     assert stored(db_path, "version, needs_metadata") == (3, 1)
+
+
+def test_a_re_read_record_keeps_the_tags_and_a_changed_abstract_clears_tagged_by(db: Database) -> None:
+    """An upsert leaves other stages' columns alone; a new text must be classified again."""
+    store.save_papers(db, [paper(1)])
+    db.execute("UPDATE papers SET tags = '[\"MIT\"]', tagged_by = 'model-1' WHERE arxiv_id = '2506.04039'")
+    store.save_papers(db, [paper(1, doi="10.1/x")])
+    assert db.execute("SELECT tags, tagged_by, doi FROM papers").fetchone() == ('["MIT"]', "model-1", "10.1/x")
+    store.save_papers(db, [paper(2)])
+    assert db.execute("SELECT tags, tagged_by, version FROM papers").fetchone() == ('["MIT"]', None, 2)
+
+
+def test_a_feed_announcement_stores_a_stub_and_dates_a_paper_already_held(db: Database) -> None:
+    stub = {"arxiv_id": "2506.09999", "version": 1, "title": "Feed title", "abstract": "", "needs_metadata": 1}
+    items = [
+        Announcement("2506.04039", 1, "replace", "2025-06-10", paper(1, needs_metadata=1)),
+        Announcement("2506.09999", 1, "new", "2025-06-10", stub),  # type: ignore[arg-type]
+    ]
+    store.save_papers(db, [paper(1)])
+    counts = store.save_announcements(db, items, "cs.CV")
+    assert (counts.new, counts.unchanged) == (1, 1)
+    assert store.papers_needing_metadata(db) == ["2506.09999"]
+    rows = db.execute("SELECT arxiv_id, announce_type, announced, needs_metadata FROM papers ORDER BY 1").fetchall()
+    assert rows == [("2506.04039", "replace", "2025-06-10", 0), ("2506.09999", "new", "2025-06-10", 1)]
+    assert db.table("announcements").count == 2
+
+
+def test_paper_texts_returns_the_stored_ids_only_across_the_variable_limit(db: Database) -> None:
+    rows = [paper(1, arxiv_id=f"2506.{n:05d}", title=f"T{n}", abstract=f"A{n}") for n in range(1, 602)]
+    store.save_papers(db, rows)
+    ids = [f"2506.{n:05d}" for n in range(1, 700)]  # 601 stored, 98 unknown, more than one 500-id chunk
+    texts = store.paper_texts(db, ids)
+    assert len(texts) == 601
+    assert texts["2506.00001"] == ("T1", "A1") and texts["2506.00601"] == ("T601", "A601")
+    assert "2506.00650" not in texts
+    assert store.paper_exists(db, "2506.00601") and not store.paper_exists(db, "2506.00650")
+
+
+# -- tagging and review ------------------------------------------------------------------------
+
+
+def three_papers(db: Database) -> None:
+    store.save_papers(db, [paper(1, arxiv_id=f"2506.0000{n}", title=f"Paper {n}") for n in (1, 2, 3)])
+
+
+def test_tagging_round_trip_replaces_a_chunks_tags_and_marks_the_model(db: Database) -> None:
+    three_papers(db)
+    assert store.count_untagged(db, "m1") == 3
+    chunks = list(store.iter_untagged(db, "m1", chunk_size=2))
+    assert [[r[0] for r in c] for c in chunks] == [["2506.00001", "2506.00002"], ["2506.00003"]]
+    store.save_tagging(
+        db,
+        tags=[("2506.00001", "MIT", "task", 0.9, "model", "m1"), ("2506.00001", "VQA", "task", 0.6, "model", "m1")],
+        scores=[("2506.00001", "MIT", 0.9, 0.5, "m1"), ("2506.00002", "MIT", 0.2, 0.5, "m1")],
+        papers=[("2506.00001", '["MIT", "VQA"]', "m1", 0.8, 1), ("2506.00002", "[]", "m1", 0.1, 0)],
+    )
+    assert [r["tag"] for r in store.paper_tag_rows(db, "2506.00001")] == ["MIT", "VQA"]
+    first = {"tag": "MIT", "facet": "task", "score": 0.9, "source": "model", "model_id": "m1"}
+    assert store.paper_tag_rows(db, "2506.00001")[0] == first
+    assert store.count_untagged(db, "m1") == 1 and store.count_untagged(db, "m1", all_papers=True) == 3
+    assert [r[0] for c in store.iter_untagged(db, "m1") for r in c] == ["2506.00003"]
+    assert store.scored_tags(db) == ["MIT"] and store.stored_tags(db) == [("MIT", "task"), ("VQA", "task")]
+    # a second pass over the same paper replaces, never adds
+    again = [("2506.00001", "VQA", "task", 0.7, "model", "m2")]
+    store.save_tagging(db, again, [], [("2506.00001", '["VQA"]', "m2", 0.8, 1)])
+    assert [(r["tag"], r["model_id"]) for r in store.paper_tag_rows(db, "2506.00001")] == [("VQA", "m2")]
+    marked = db.execute("SELECT tags, tagged_by FROM papers WHERE arxiv_id = '2506.00001'").fetchone()
+    assert marked == ('["VQA"]', "m2")
+
+
+def test_a_manual_label_applies_at_once_and_a_removal_takes_the_tag_away(db: Database) -> None:
+    three_papers(db)
+    store.save_manual_label(db, "2506.00001", "MIT", "task", "add")
+    assert store.paper_tag_rows(db, "2506.00001")[0]["source"] == "manual"
+    assert db.execute("SELECT tags FROM papers WHERE arxiv_id = '2506.00001'").fetchone() == ('["MIT"]',)
+    store.save_manual_label(db, "2506.00001", "MIT", "task", "remove")
+    assert store.paper_tag_rows(db, "2506.00001") == []
+    # one row per (paper, tag): the last word counts
+    assert store.manual_labels(db) == [("2506.00001", "MIT", "remove")]
+
+
+def test_review_candidates_nearest_the_threshold_first_without_labelled_or_stale_scores(db: Database) -> None:
+    three_papers(db)
+    store.save_tagging(
+        db,
+        tags=[],
+        scores=[
+            ("2506.00001", "MIT", 0.45, 0.5, "m1"),
+            ("2506.00002", "MIT", 0.1, 0.5, "m1"),
+            ("2506.00003", "MIT", 0.5, 0.5, "m0"),
+        ],
+        papers=[("2506.00001", "[]", "m1", 0.5, 0), ("2506.00002", "[]", "m1", 0.5, 0)],
+    )
+    found = store.review_candidates(db, ["MIT"], limit=10)
+    # 2506.00003's score is from a model that did not tag it last, so it does not count
+    assert [(c.arxiv_id, c.score) for c in found] == [("2506.00001", 0.45), ("2506.00002", 0.1)]
+    store.save_manual_label(db, "2506.00001", "MIT", "task", "add")
+    assert [c.arxiv_id for c in store.review_candidates(db, ["MIT"], limit=10)] == ["2506.00002"]
+    assert store.review_candidates(db, [], limit=10) == []
+
+
+# -- digests -----------------------------------------------------------------------------------
+
+
+def test_digest_bookkeeping_counts_attempts_and_remembers_what_was_sent(db: Database) -> None:
+    assert store.save_subscriber(db, "a@example.org", ["MIT", "MIT", "VQA"]) is True
+    assert store.save_subscriber(db, "a@example.org", []) is False
+    assert store.list_subscribers(db) == [("a@example.org", [])]
+    assert store.digest_record(db, "a@example.org", "2026-W47") is None
+    assert store.begin_digest(db, "a@example.org", "2026-W47", "<m1@x>") == 1
+    assert store.begin_digest(db, "a@example.org", "2026-W47", None) == 2  # a retry keeps the Message-ID
+    record = store.digest_record(db, "a@example.org", "2026-W47")
+    assert record is not None and (record["state"], record["message_id"]) == ("sending", "<m1@x>")
+    store.finish_digest(db, "a@example.org", "2026-W47", "sent", [("2506.00001", 2), ("2506.00002", 1)])
+    record = store.digest_record(db, "a@example.org", "2026-W47")
+    assert record is not None and (record["state"], record["papers"], record["attempts"]) == ("sent", 2, 2)
+    assert store.sent_versions(db, "a@example.org") == {"2506.00001": 2, "2506.00002": 1}
+    assert [r["window"] for r in store.recent_digests(db)] == ["2026-W47"]
+    assert store.delete_subscriber(db, "a@example.org") and not store.delete_subscriber(db, "a@example.org")
+    assert store.sent_versions(db, "a@example.org")  # history stays, so a re-subscribe does not resend
+
+
+# -- recorded runs -----------------------------------------------------------------------------
+
+
+def runs(db: Database) -> list[tuple]:
+    return db.execute("SELECT status, new, updated, requests, error, finished IS NOT NULL FROM sync_runs").fetchall()
+
+
+def test_a_recorded_run_closes_ok_or_empty_with_its_counts_and_requests(db: Database) -> None:
+    made = [3]
+    with store.recorded_run(db, "api", "cat:cs.CV", "2026-11-17", "2026-11-18", requests=lambda: made[0]) as run:
+        assert runs(db) == [("running", 0, 0, 0, None, 0)]
+        run.counts += store.Counts(new=2, updated=1)
+        made[0] += 4
+    with store.recorded_run(db, "rss", "cs.CV", None, None):
+        pass
+    assert runs(db) == [("ok", 2, 1, 4, None, 1), ("empty", 0, 0, 0, None, 1)]
+
+
+@pytest.mark.parametrize(
+    ("error", "recorded"),
+    [
+        (FetchError("export.arxiv.org: HTTP 503"), "export.arxiv.org: HTTP 503"),
+        (KeyboardInterrupt(), "interrupted"),
+        (ValueError("bad"), "ValueError: bad"),
+    ],
+)
+def test_a_recorded_run_is_marked_failed_and_the_exception_goes_on(
+    db: Database, error: BaseException, recorded: str
+) -> None:
+    with pytest.raises(type(error)), store.recorded_run(db, "oai", "key", None, None) as run:
+        run.counts += store.Counts(new=5)
+        raise error
+    assert runs(db) == [("failed", 5, 0, 0, recorded, 1)]
+    assert store.sync_run_summary(db)["last_failed"]["error"] == recorded  # type: ignore[index]
+    assert store.mark_abandoned_runs(db) == 0  # nothing left 'running'
+
+
+# -- the tracker-database check ----------------------------------------------------------------
+
+
+def foreign_database(path: Path) -> bytes:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.execute("INSERT INTO notes VALUES ('keep me')")
+    conn.commit()
+    conn.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("opener", [store.open_db, store.open_existing, store.open_readonly])
+def test_another_programs_sqlite_file_is_refused_by_every_opener_and_left_untouched(
+    db_path: Path, opener: Any
+) -> None:
+    before = foreign_database(db_path)
+    with pytest.raises(TrackerError, match=r"tracker\.db: not a tracker database \(it holds other tables: notes\)"):
+        opener(db_path)
+    assert db_path.read_bytes() == before and not Path(f"{db_path}-wal").exists()
+
+
+def test_an_empty_file_becomes_a_tracker_database_and_is_accepted_again(db_path: Path) -> None:
+    db_path.touch()
+    store.open_db(db_path).close()
+    store.open_readonly(db_path).close()
+    db = store.open_existing(db_path)
+    store.check_tracker_database(db, db_path)
+    assert "papers" in db.table_names()
 
 
 # -- a schema newer than the code -------------------------------------------------------------
