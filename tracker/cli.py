@@ -12,10 +12,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from functools import wraps
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from datetime import date
+from typing import Any
 
 import click
 
@@ -227,20 +224,6 @@ def cli() -> None:
 # == sync / demo ===============================================================================
 
 
-def parse_day(value: str | None, option: str) -> date | None:
-    """YYYY-MM-DD -> date, or a one-line ConfigError naming the option (no usage dump)."""
-    from datetime import date
-
-    from tracker.errors import ConfigError
-
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{option} {value!r} is not a valid date (expected YYYY-MM-DD)") from None
-
-
 def stderr_progress() -> Callable[[str], None]:
     """Progress lines on a terminal (rewritten in place); silent under cron."""
     if not sys.stderr.isatty():
@@ -289,6 +272,7 @@ def sync(db_path, categories, since, until, api_url, rss_url, no_feed, delay, pa
     from pathlib import Path
 
     from tracker import store
+    from tracker.dates import parse_day
     from tracker.fetch import PoliteSession
     from tracker.queries import check_categories, load_queries
     from tracker.sync import Syncer, SyncOptions, load_files
@@ -970,6 +954,7 @@ def backfill(db_path, from_, until, set_spec, categories, oai_url, prefix, delay
     """
     from tracker import store
     from tracker.backfill import BackfillOptions, run_backfill
+    from tracker.dates import parse_day
     from tracker.fetch import PoliteSession
     from tracker.oai import USER_AGENT
     from tracker.progress import for_terminal

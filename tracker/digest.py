@@ -16,6 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from tracker.dates import parse_day
 from tracker.endpoints import abs_url
 from tracker.errors import ConfigError
 from tracker.reading_order import facet_rank, gated, is_mllm, sort_facets
@@ -69,13 +70,6 @@ def _in_arxiv_era(window: Window, what: str) -> Window:
     if window.since < ARXIV_BEGAN or window.until.year > 9000:
         raise ConfigError(f"{what}: outside arXiv's years (it began in August 1991)")
     return window
-
-
-def parse_day(text: str, option: str) -> date:
-    try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise ConfigError(f"{option} {text!r}: expected a date like 2026-11-16") from None
 
 
 def window_between(since: str, until: str) -> Window:

@@ -27,11 +27,11 @@ import unicodedata
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 from tracker.config import rules_dir
+from tracker.dates import parse_day
 from tracker.endpoints import abs_url
 from tracker.errors import ConfigError
 from tracker.outfile import check_target, replacing
@@ -113,12 +113,7 @@ def write_output(chunks: Iterable[str], out: str | None, protect: Sequence[str |
 
 def check_since(value: str | None) -> str | None:
     """--since must be a real YYYY-MM-DD date."""
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise ConfigError(f"--since {value!r} is not a valid date (expected YYYY-MM-DD)") from None
+    return None if value is None else parse_day(value, "--since").isoformat()
 
 
 def check_tag(tag: str | None, taxonomy: Taxonomy | None, stored: Sequence[tuple[str, str]]) -> str | None:
