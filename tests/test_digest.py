@@ -292,3 +292,12 @@ def test_reader_order_puts_unknown_facets_before_the_tasks():
     ]  # fmt: skip
     assert reading_order.is_mllm({"mllm": 1}) and not reading_order.is_mllm({"mllm": None})
     assert not reading_order.is_mllm({})
+
+
+def test_digest_tags_resolve_like_label_and_export():
+    taxonomy = digest.taxonomy_from_pairs([("M-CoT", "paradigm"), ("hallucination", "topic")])
+    assert taxonomy.validate(["m-cot", "M-CoT", "HALLUCINATION"]) == ["M-CoT", "hallucination"]
+    with pytest.raises(ConfigError, match=r"unknown tag 'halucination' \(did you mean hallucination\?\)"):
+        taxonomy.validate(["halucination"])
+    with pytest.raises(ConfigError, match=r"unknown tag 'zzz'; known tags: M-CoT, hallucination$"):
+        taxonomy.validate(["zzz"])

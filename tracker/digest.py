@@ -20,6 +20,7 @@ from tracker.dates import parse_day
 from tracker.endpoints import abs_url
 from tracker.errors import ConfigError
 from tracker.reading_order import facet_rank, gated, is_mllm, sort_facets
+from tracker.rules import Taxonomy, resolve_slug, unknown_tag
 
 WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
 TREND_WEEKS = 12
@@ -125,44 +126,23 @@ class DigestTaxonomy:
     def validate(self, requested: Iterable[str]) -> list[str]:
         """The requested tag slugs, or ConfigError naming the first unknown one and the known ones."""
         known = [t.slug for t in self.tags]
-        by_lower = {k.lower(): k for k in known}  # `m-cot` is M-CoT, as label and export accept it
         chosen = []
-        for slug in requested:
-            if slug.lower() not in by_lower:
-                raise ConfigError(f"unknown tag {slug!r}; known tags: {', '.join(known)}")
-            chosen.append(by_lower[slug.lower()])
+        for name in requested:
+            slug = resolve_slug(name, known)  # `m-cot` is M-CoT, as label and export accept it
+            if slug is None:
+                raise unknown_tag(name, known)
+            chosen.append(slug)
         return list(dict.fromkeys(chosen))
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
-def taxonomy_from_rules(taxonomy: Any) -> DigestTaxonomy:
-    """Adapt the taxonomy `tracker.rules` loads (attributes or mappings: facets, tags) to DigestTaxonomy."""
-    facets_raw = _get(taxonomy, "facets") or ()
-    if isinstance(facets_raw, Mapping):
-        facets = [FacetInfo(str(k), str(_get(v, "title") or k)) for k, v in facets_raw.items()]
-    else:
-        facets = []
-        for facet in facets_raw:
-            slug = str(_get(facet, "slug") or _get(facet, "name"))
-            facets.append(FacetInfo(slug, str(_get(facet, "title") or slug)))
-    tags = []
-    for tag in _get(taxonomy, "tags") or ():
-        slug = str(_get(tag, "slug"))
-        threshold = _get(tag, "threshold")
-        tags.append(
-            TagInfo(
-                slug,
-                str(_get(tag, "title") or slug),
-                str(_get(tag, "facet") or ""),
-                float(threshold) if threshold is not None else None,
-            )
-        )
-    return DigestTaxonomy(tuple(facets), tuple(tags))
+def taxonomy_from_rules(taxonomy: Taxonomy) -> DigestTaxonomy:
+    """Adapt the taxonomy `tracker.rules` loads to DigestTaxonomy."""
+    facets = tuple(FacetInfo(f.name, f.title or f.name) for f in taxonomy.facets)
+    tags = tuple(
+        TagInfo(t.slug, t.title or t.slug, t.facet, float(t.threshold) if t.threshold is not None else None)
+        for t in taxonomy.tags
+    )
+    return DigestTaxonomy(facets, tags)
 
 
 def taxonomy_from_pairs(pairs: Iterable[tuple[str, str]]) -> DigestTaxonomy:

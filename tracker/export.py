@@ -36,7 +36,7 @@ from tracker.endpoints import abs_url
 from tracker.errors import ConfigError
 from tracker.outfile import check_target, replacing
 from tracker.reading_order import facet_rank, shown, sort_facets
-from tracker.rules import Taxonomy, load_taxonomy
+from tracker.rules import Taxonomy, load_taxonomy, resolve_slug, unknown_tag
 
 FORMATS = ("jsonl", "csv", "bibtex", "markdown")
 JSON_FIELDS = (
@@ -123,10 +123,10 @@ def check_tag(tag: str | None, taxonomy: Taxonomy | None, stored: Sequence[tuple
     if taxonomy is not None:
         return taxonomy.resolve(tag).slug
     known = sorted({t for t, _ in stored})
-    for slug in known:
-        if slug.lower() == tag.lower():
-            return slug
-    raise ConfigError(f"unknown tag {tag!r}; tags in the database: {', '.join(known) or '(none yet)'}")
+    slug = resolve_slug(tag, known)
+    if slug is None:
+        raise unknown_tag(tag, known, "tags in the database")
+    return slug
 
 
 def render_chunks(

@@ -11,7 +11,7 @@ import csv
 import difflib
 import fnmatch
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,21 +103,37 @@ class Taxonomy:
 
     def resolve(self, name: str) -> Tag:
         """Find a tag by slug, case-insensitively (so `tracker label ... mit` works)."""
-        for t in self.tags:
-            if t.slug == name or t.slug.lower() == name.lower():
-                return t
-        raise self.unknown(name)
+        slug = resolve_slug(name, self.slugs)
+        if slug is None:
+            raise self.unknown(name)
+        return self.tag(slug)
 
     def unknown(self, name: str) -> ConfigError:
-        """The error for a tag name no slug matches: the closest slugs if it looks like a typo, else them all."""
-        by_lower = {s.lower(): s for s in self.slugs}
-        close = [by_lower[m] for m in difflib.get_close_matches(name.lower(), by_lower, n=3, cutoff=0.75)]
-        if close:
-            return ConfigError(f"unknown tag {name!r} (did you mean {' or '.join(close)}?)")
-        return ConfigError(f"unknown tag {name!r}; known tags: {', '.join(self.slugs)}")
+        """The error for a tag name no slug matches (see `unknown_tag`)."""
+        return unknown_tag(name, self.slugs)
 
     def tags_for_section(self, source_list: str, section: str) -> list[str]:
         return [t.slug for t in self.tags if any(p.matches(source_list, section) for p in t.sections)]
+
+
+def resolve_slug(name: str, slugs: Sequence[str]) -> str | None:
+    """The slug `name` names, matched case-insensitively (`m-cot` is M-CoT), or None.
+
+    The one rule for every command that takes a tag; slugs that differ only in case are refused on load.
+    """
+    if name in slugs:
+        return name
+    folded = name.lower()
+    return next((s for s in slugs if s.lower() == folded), None)
+
+
+def unknown_tag(name: str, slugs: Sequence[str], known_as: str = "known tags") -> ConfigError:
+    """The error for a tag name no slug matches: the closest slugs if it looks like a typo, else them all."""
+    by_lower = {s.lower(): s for s in slugs}
+    close = [by_lower[m] for m in difflib.get_close_matches(name.lower(), by_lower, n=3, cutoff=0.75)]
+    if close:
+        return ConfigError(f"unknown tag {name!r} (did you mean {' or '.join(close)}?)")
+    return ConfigError(f"unknown tag {name!r}; {known_as}: {', '.join(slugs) or '(none yet)'}")
 
 
 @dataclass(frozen=True)
