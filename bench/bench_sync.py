@@ -23,8 +23,8 @@ from pathlib import Path
 from lxml import etree
 
 from tracker import store
+from tracker.demo.mirror import ArxivMirror, feed_xml, load_corpus
 from tracker.fetch import PoliteSession
-from tracker.mirror import ArxivMirror, feed_xml, load_corpus
 from tracker.sync import Syncer, SyncOptions
 
 ATOM = "{http://www.w3.org/2005/Atom}"

@@ -11,7 +11,7 @@ import pytest
 from sqlite_utils import Database
 
 from tracker import store
-from tracker.mirror import ArxivMirror, load_corpus
+from tracker.demo.mirror import ArxivMirror, load_corpus
 
 
 @pytest.fixture(scope="session")

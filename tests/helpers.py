@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from tracker.cli import cli
-from tracker.mirror import ArxivMirror
+from tracker.demo.mirror import ArxivMirror
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

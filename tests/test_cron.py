@@ -1,5 +1,5 @@
 """The scheduled jobs in cron/, run as cron would run them: bash scripts against a temporary database,
-a loopback arXiv (tracker.mirror) and a loopback SMTP server, including two runs at once."""
+a loopback arXiv (tracker.demo.mirror) and a loopback SMTP server, including two runs at once."""
 
 from __future__ import annotations
 

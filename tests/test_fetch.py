@@ -1,7 +1,7 @@
 """The HTTP client against hostile or absent loopback servers: bombs, trickles, redirects, no network.
 
 Each server here is a real socket on a loopback address (127.0.0.1, 127.0.0.2), so the bytes go through
-requests and urllib3 exactly as they would from arXiv. The mirror (tracker/mirror.py) plays arXiv where a
+requests and urllib3 exactly as they would from arXiv. The mirror (tracker/demo/mirror.py) plays arXiv where a
 well-behaved server is needed.
 """
 

@@ -18,8 +18,8 @@ import sqlite_utils
 from helpers import FIXTURES, db_snapshot, run, sync_args
 
 from tracker import store
+from tracker.demo.mirror import Fault
 from tracker.fetch import PoliteSession
-from tracker.mirror import Fault
 from tracker.sync import Syncer, SyncOptions
 
 API = FIXTURES / "api"

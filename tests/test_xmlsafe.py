@@ -9,8 +9,8 @@ import pytest
 from helpers import db_snapshot, run, sync_args
 from oai_server import Canned, OaiServer, load_records
 
+from tracker.demo.mirror import Fault
 from tracker.errors import InputError
-from tracker.mirror import Fault
 from tracker.xmlsafe import check_xml
 
 LAUGHS = (

@@ -320,7 +320,7 @@ def demo(db_path):
         tracker demo /tmp/demo.db
     """
     from tracker import store
-    from tracker.demo import run_demo_sync
+    from tracker.demo import render_tour, run_demo_sync
 
     progress = stderr_progress()
     with store.writer_lock(db_path):
@@ -330,24 +330,8 @@ def demo(db_path):
             click.echo("", err=True)
         click.echo(f"sync {result.report.status}: {result.report.summary()} (loopback arXiv at {result.api_url})")
         classify_new(db, db_path)
-        counts = store.table_counts(db)
-        strongest = store.strongest_tagged(db)
-    click.echo(f"\n{db_path} now holds:")
-    for table, n in counts.items():
-        click.echo(f"  {table:16} {n:>7,}")
-    if strongest:
-        click.echo("\nStrongest tags tonight:")
-        for paper in strongest:
-            click.echo(f"  {paper['arxiv_id']:12} {', '.join(paper['tags']):28.28} {paper['title'][:70]}")
-    example = strongest[0]["arxiv_id"] if strongest else "ARXIV_ID"
-    click.echo(
-        "\nNext, try:\n"
-        f"  sqlite-utils search {db_path} papers 'visual instruction tuning' -c title --limit 5\n"
-        f"  tracker explain {db_path} {example}\n"
-        f"  tracker digest {db_path} --since 2025-08-01 --until 2025-08-07\n"
-        f"  tracker serve {db_path}\n"
-        f"  tracker status {db_path}    # flags the snapshot as stale: its newest paper is from 2025"
-    )
+        tour = render_tour(db_path, store.table_counts(db), store.strongest_tagged(db))
+    click.echo(tour, nl=False)
 
 
 def classify_new(db, db_path) -> None:
