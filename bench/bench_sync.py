@@ -43,7 +43,7 @@ def bench_requests() -> None:
                 api_url=mirror.api_url,
                 rss_url=mirror.rss_url,
                 page_size=page_size,
-                full=True,
+                all_papers=True,
             )
             mirror.requests.clear()
             session = PoliteSession(delay=0)

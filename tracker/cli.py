@@ -253,12 +253,12 @@ def terminal_notice() -> Callable[[str], None] | None:
 @deadline_option()
 @backoff_option()
 @click.option("--load", "load", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Ingest a saved Atom page or feed instead of the network (repeatable)")
-@click.option("--all", "full", is_flag=True, help="Read whole windows, never stopping early at known papers")
+@click.option("--all", "all_papers", is_flag=True, help="Read whole windows, never stopping early at known papers")
 @click.option("--no-classify", is_flag=True, help="Do not tag the new papers")
 @wait_option()
 @verbose_option()
 @handle_errors
-def sync(db_path, categories, since, until, api_url, rss_url, no_feed, delay, page_size, timeout, retries, deadline, backoff, load, full, no_classify, wait, verbose):
+def sync(db_path, categories, since, until, api_url, rss_url, no_feed, delay, page_size, timeout, retries, deadline, backoff, load, all_papers, no_classify, wait, verbose):
     """Pull new arXiv papers into DB_PATH: API windows plus the announcement feed.
 
     Each run starts where the last complete one ended; an interrupted run is resumed.
@@ -283,7 +283,7 @@ def sync(db_path, categories, since, until, api_url, rss_url, no_feed, delay, pa
         categories=check_categories(categories) if categories else queries.categories,
         since=parse_day(since, "--since"), until=parse_day(until, "--until"), api_url=api_url,
         rss_url=None if no_feed else rss_url, page_size=page_size,
-        overlap_days=queries.overlap_days, initial_days=queries.initial_days, full=full,
+        overlap_days=queries.overlap_days, initial_days=queries.initial_days, all_papers=all_papers,
     )
     if opts.since and opts.until and opts.since > opts.until:
         raise ConfigError(f"--since {since} is after --until {until}")

@@ -40,7 +40,7 @@ class SyncOptions:
     page_size: int = 100
     overlap_days: float = 2.0
     initial_days: float = 3.0
-    full: bool = False  # --all: never stop early on known papers
+    all_papers: bool = False  # --all: read whole windows, never stopping early on known papers
 
 
 @dataclass
@@ -190,7 +190,7 @@ class Syncer:
             batch.append(paper_from_result(result))
             if len(batch) >= self.opts.page_size:
                 page = commit()
-                if not self.opts.full and not resuming and page.new == 0 and page.updated == 0:
+                if not self.opts.all_papers and not resuming and page.new == 0 and page.updated == 0:
                     log.info("a full page of papers already stored: the rest of the window is known")
                     break
         if batch:
