@@ -39,6 +39,13 @@ def test_what_is_not_an_id_is_refused(bad: str) -> None:
     assert not is_arxiv_id(bad)
 
 
+def test_an_id_with_a_newline_inside_is_not_an_id() -> None:
+    # A record's <id> of "…/abs/2301.01234&#10;v2" once stored a second paper "2301.01234\n": "$" matches
+    # before a final newline, so the pattern must match the whole string.
+    assert not is_arxiv_id("2301.01234\n") and not is_arxiv_id("hep-th/9901001\n")
+    assert parse_arxiv_id("2301.01234\n") == "2301.01234"  # what a person pastes may end with a newline
+
+
 def test_label_and_explain_take_pasted_ids_and_refuse_others_in_one_line(tmp_path: Path) -> None:
     db_path = tmp_path / "papers.db"
     store.save_papers(store.open_db(db_path), [{"arxiv_id": "2506.04039", "version": 2, "title": "T", "abstract": "A"}])  # type: ignore[list-item]

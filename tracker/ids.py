@@ -21,7 +21,8 @@ _PASTED = re.compile(
 
 def is_arxiv_id(arxiv_id: str) -> bool:
     """True for a bare (unversioned) new- or old-style arXiv identifier."""
-    return bool(NEW_ID.match(arxiv_id) or OLD_ID.match(arxiv_id))
+    # fullmatch: "$" also matches before a final newline, and "2301.01234\n" is no id.
+    return bool(NEW_ID.fullmatch(arxiv_id) or OLD_ID.fullmatch(arxiv_id))
 
 
 def parse_arxiv_id(text: str) -> str | None:
