@@ -22,7 +22,7 @@ from markdown_it import MarkdownIt
 from sample_db import build_sample_db
 
 from tracker import store
-from tracker.export import load_taxonomy_if_any, render_chunks
+from tracker.export import _md, load_taxonomy_if_any, render_chunks
 from tracker.reading_order import facet_rank
 
 
@@ -391,6 +391,9 @@ def test_markdown_links_only_to_arxiv_and_carries_no_html(
     # its PDF link was not arXiv's: not linked
     assert not any("2401.66666" in h and "pdf" in h for h in hosts)
     assert "https://evil" not in text  # no bare URL left for GitHub's autolinker either
+    # Nor a bare e-mail address, which GitHub would turn into a mailto: link.
+    shown = _md("write to eve@attacker.example")
+    assert "eve@attacker" not in shown and "<a" not in MarkdownIt().render(shown)
     # one facet and its two tags in the contents, then the two papers: nothing injected
     assert len(re.findall(r"<h3>", html)) == 2 and len(re.findall(r"<li>", html)) == 1 + 2 + 2
 

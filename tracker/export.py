@@ -290,7 +290,9 @@ def _bibtex_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
 def _md(text: str) -> str:
     """Text that markdown shows as it is: no link, image, HTML, heading, emphasis or autolink can start in it."""
     text = MARKDOWN_SPECIALS.sub(r"\\\1", " ".join(CONTROL.sub("", text).split()))
-    return GFM_AUTOLINK.sub(lambda m: "\\" + (m.group(1) or m.group(2)), text)
+    text = GFM_AUTOLINK.sub(lambda m: "\\" + (m.group(1) or m.group(2)), text)
+    # GitHub also links a bare e-mail address (mailto:); an HTML entity for "@" shows the same text, unlinked.
+    return text.replace("@", "&#64;")
 
 
 def _anchor(title: str) -> str:
