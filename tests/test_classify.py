@@ -438,3 +438,28 @@ def test_a_model_file_of_the_right_types_but_the_wrong_shape_is_one_line(db_path
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         assert "not a tracker model" in result.output and f"run: tracker train {db_path}" in result.output
         assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_removed_tag_does_not_teach_the_relevance_score_that_a_paper_is_not_mllm_work(taxonomy, labels, records):
+    """`tracker review` answers "n" mostly for MLLM papers near a gated tag's threshold: the answer says the
+    paper lacks that tag, not that it is no MLLM work."""
+    curated = next(lab for lab in labels.labels if "MIT" in lab.tags)
+    unlabelled = next(r["id"] for r in records if r["kind"] == "corpus")
+    gated = {t.slug for t in taxonomy.tags if t.requires_mllm}
+    manual = [(curated.arxiv_id, "MIT", "remove"), (unlabelled, "MIT", "remove")]
+    data = classify.training_set(
+        labels, manual, lambda ids: {i: (r["title"], r["abstract"]) for r in records for i in ids if r["id"] == i},
+        gated=gated, labelled=[r for r in records if r["kind"] != "corpus"], corpus=[],
+    )  # fmt: skip
+    row = {i: k for k, i in enumerate(data.ids)}
+    assert data.mllm[row[curated.arxiv_id]] and data.known[row[curated.arxiv_id]]  # its labels say MIT
+    assert not data.known[row[unlabelled]] and "MIT" not in data.tags[row[unlabelled]]
+    # Unknown rows stay out of the relevance head's training and in the gated tags' (as negatives).
+    tags = classify.model_tags_for(taxonomy, data)
+    vec = classify.build_vectorizer({**classify.DEFAULT_PARAMS, "tfidf__min_df": 1})
+    X = vec.fit_transform(data.texts)
+    hits = classify.RuleSet.hits([set() for _ in data.ids], tags)
+    gated_cols = np.array([t in gated for t in tags])
+    fitted = classify.fit(X, hits, data.matrix(tags), data.mllm, gated_cols, classify.DEFAULT_PARAMS, data.known)
+    i = row[unlabelled]
+    assert np.isnan(fitted.oof[i, -1]) and not np.isnan(fitted.oof[i, tags.index("MIT")])

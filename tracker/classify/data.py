@@ -38,6 +38,12 @@ class TrainingSet:
     tags: list[set[str]]
     mllm: np.ndarray  # per row: is the paper about multimodal LLMs (the relevance score's label)
     stream: np.ndarray  # True for rows from the unlabelled corpus (negatives for everything)
+    # per row: is `mllm` known; False for a paper only a person's "remove" speaks of (see training_set)
+    mllm_known: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.mllm_known is None:
+            self.mllm_known = np.ones(len(self.ids), dtype=bool)
 
     @property
     def texts(self) -> list[str]:
@@ -48,8 +54,13 @@ class TrainingSet:
         pick = rows.tolist()
         return TrainingSet(
             [self.ids[i] for i in pick], [self.titles[i] for i in pick], [self.abstracts[i] for i in pick],
-            [self.tags[i] for i in pick], self.mllm[rows], self.stream[rows],
+            [self.tags[i] for i in pick], self.mllm[rows], self.stream[rows], self.known[rows],
         )  # fmt: skip
+
+    @property
+    def known(self) -> np.ndarray:
+        assert self.mllm_known is not None  # set by __post_init__
+        return self.mllm_known
 
     def matrix(self, tags: Sequence[str]) -> np.ndarray:
         return np.array([[t in s for t in tags] for s in self.tags], dtype=np.int8).reshape(
@@ -68,9 +79,12 @@ def training_set(
 ) -> TrainingSet:
     """Labels (texts bundled, else the database's), corrected by manual labels, + corpus negatives.
 
-    A paper's `mllm` label is the one labels.csv gives; where it gives none (curated-only rows, manual
-    labels), a paper carrying a tag that requires MLLM work (`gated`) is MLLM work, and others are not.
-    A person's "add" of a gated tag makes the paper MLLM work.
+    A paper's `mllm` label is the one labels.csv gives; where it gives none (curated-only rows), a paper
+    whose labels carry a tag that requires MLLM work (`gated`) is MLLM work, and others are not. A
+    person's "add" of a gated tag makes the paper MLLM work; a "remove" says nothing about it: a paper
+    known only through removes (most of them answers to `tracker review` near a gated tag's threshold)
+    has an unknown `mllm`, is left out of the relevance score's training and kept, as a negative of the
+    removed tag, in the gated tags' training.
 
     :param db_texts: looks up (title, abstract) of ids in the database, for papers not bundled
     :param labelled: records with the labelled papers' texts (default: the bundled ones)
@@ -78,6 +92,9 @@ def training_set(
     """
     tags: dict[str, set[str]] = {lab.arxiv_id: set(lab.tags) for lab in labels.labels}
     said: dict[str, bool | None] = {lab.arxiv_id: lab.mllm for lab in labels.labels}
+    for lab in labels.labels:
+        if lab.mllm is None and set(lab.tags) & set(gated):
+            said[lab.arxiv_id] = True
     for arxiv_id, tag, action in manual:
         if action == "add":
             tags.setdefault(arxiv_id, set()).add(tag)
@@ -93,15 +110,18 @@ def training_set(
     if missing:
         texts.update(db_texts(missing))
     ids = [i for i in sorted(tags) if i in texts and (texts[i][1] or "").strip()]
-    mllm = [m if (m := said.get(i)) is not None else bool(tags[i] & set(gated)) for i in ids]
+    # Not said and not in labels.csv: only a person's removes speak of the paper. In labels.csv without
+    # a gated tag: a curated paper of another kind, not MLLM work.
+    mllm = [said.get(i) if said.get(i) is not None else (False if i in labels.by_id else None) for i in ids]
     negatives = [r for r in stream if r["id"] not in tags and (r["abstract"] or "").strip()]
     return TrainingSet(
         ids + [r["id"] for r in negatives],
         [texts[i][0] or "" for i in ids] + [r["title"] or "" for r in negatives],
         [texts[i][1] or "" for i in ids] + [r["abstract"] or "" for r in negatives],
         [tags[i] for i in ids] + [set() for _ in negatives],
-        np.array(mllm + [False] * len(negatives), dtype=bool),
+        np.array([bool(m) for m in mllm] + [False] * len(negatives), dtype=bool),
         np.r_[np.zeros(len(ids), bool), np.ones(len(negatives), bool)],
+        np.array([m is not None for m in mllm] + [True] * len(negatives), dtype=bool),
     )
 
 

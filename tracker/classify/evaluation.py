@@ -109,7 +109,7 @@ def evaluate(
         "stream": int(data.stream.sum()),
         "folds": CV_FOLDS,
         "seconds": round(time.monotonic() - started, 1),
-        "relevance": _prf(data.mllm, relevance_given),
+        "relevance": _prf(data.mllm[data.known], relevance_given[data.known]),
         "systems": {
             "product": _report(Y, product, tags, data.stream),
             "keyword": _report(Y, keyword, tags, data.stream),

@@ -44,7 +44,7 @@ class Explanation:
     relevance_terms: list[tuple[str, float]] = field(default_factory=list)
 
 
-def explain(db: Database, db_path: Path, arxiv_id: str, terms: int = 6) -> Explanation:
+def explain(db: Database, db_path: str | Path, arxiv_id: str, terms: int = 6) -> Explanation:
     """Why a paper carries (or nearly carries) each tag: scores, thresholds, terms, rules and facts."""
     texts = store.paper_texts(db, [arxiv_id])
     if arxiv_id not in texts:

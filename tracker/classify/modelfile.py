@@ -150,7 +150,9 @@ def fit_model(
     X_text = vec.fit_transform(np.asarray(data.texts, dtype=object))
     gated = frozenset(t.slug for t in taxonomy.tags if t.requires_mllm)
     gated_cols = np.array([t in gated for t in tags], dtype=bool)
-    fitted = fit(X_text, RuleSet.hits([m.fired for m in matches], tags), Y, data.mllm, gated_cols, params)
+    fitted = fit(
+        X_text, RuleSet.hits([m.fired for m in matches], tags), Y, data.mllm, gated_cols, params, data.known
+    )
     vocabulary = vec.vocabulary_
     obj = {
         "terms": np.array(sorted(vocabulary, key=vocabulary.__getitem__), dtype=str),
@@ -177,7 +179,8 @@ def fit_model(
     cv: dict[str, dict[str, Any]] = {}
     for j, tag in enumerate(tags):
         cv[tag] = _prf(Y[:, j].astype(bool), pred[:, j]) | {"threshold": round(float(fitted.thresholds[j]), 4)}
-    cv["relevance"] = _prf(data.mllm, oof[:, -1] >= fitted.thresholds[-1]) | {
+    known = data.known
+    cv["relevance"] = _prf(data.mllm[known], oof[known, -1] >= fitted.thresholds[-1]) | {
         "threshold": round(float(fitted.thresholds[-1]), 4)}  # fmt: skip
     return model, obj, cv
 
@@ -289,7 +292,7 @@ def _model_from_obj(obj: dict[str, Any]) -> Model:
 
 
 def load_model(
-    model_path: Path, meta_path: Path, db_path: Path | None = None
+    model_path: Path, meta_path: Path, db_path: str | Path | None = None
 ) -> tuple[Model, dict[str, Any]]:
     """Load a model this machine trained; refuse one from another scikit-learn version or a tampered file.
 

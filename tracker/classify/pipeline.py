@@ -49,7 +49,7 @@ def training_data(
 
 def train_from_db(
     db: Database,
-    db_path: Path,
+    db_path: str | Path,
     taxonomy: Taxonomy,
     labels: Labels,
     params: dict[str, Any] | None = None,
@@ -116,7 +116,7 @@ def _tagged_chunks(
 
 
 def run_classify(
-    db: Database, db_path: Path, *, all_papers: bool = False,
+    db: Database, db_path: str | Path, *, all_papers: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ClassifyReport:  # fmt: skip
     """Tag papers not yet tagged by the current model (or all), training first if there is no model.
