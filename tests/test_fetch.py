@@ -188,6 +188,42 @@ def test_a_trickling_body_fails_at_the_deadline_in_one_line(tmp_path: Path) -> N
     assert_lock_free(db)
 
 
+@pytest.mark.parametrize("stall", ["headers", "gzip header"])
+def test_a_server_trickling_before_any_body_byte_fails_at_the_deadline(tmp_path: Path, stall: str) -> None:
+    """A status line and headers sent a byte at a time, or a gzip header whose file name grows a byte at a
+    time (the decoder gives nothing, so no chunk ever arrives): no per-read timeout and no between-chunks
+    check fires. Found by a review; the deadline now interrupts the read itself."""
+
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        if stall == "headers":
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/atom+xml\r\nX-Slow: " + b"a" * 100
+            chunks = [head[i : i + 1] for i in range(len(head))]
+        else:
+            h.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 100000\r\n\r\n")
+            chunks = [b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\xff"] + [b"a"] * 100  # FNAME set: a name follows
+        for chunk in chunks:
+            try:
+                h.wfile.write(chunk)
+                h.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.5)
+
+    db = tmp_path / "t.db"
+    with Loopback(handle) as server:
+        started = time.monotonic()
+        result = run("sync", db, "--api-url", f"{server.url}/api/query", "--delay", "0", "--no-classify",
+                     "--timeout", "1", "--deadline", "2", "--retries", "0", *WINDOW)  # fmt: skip
+        took = time.monotonic() - started
+    print(f"a server stalling in its {stall} was given up after {took:.1f} s (deadline 2 s)")
+    assert result.exit_code == 1, result.output
+    (line,) = errors(result.stderr)
+    assert f"127.0.0.1:{server.server.server_address[1]}" in line and "deadline" in line, line
+    assert took < 6
+    assert count_papers(db) == 0
+    assert_lock_free(db)
+
+
 # -- redirects -----------------------------------------------------------------------------------
 
 

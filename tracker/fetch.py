@@ -17,8 +17,11 @@ host, never the URL-encoded query.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import socket
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -158,7 +161,7 @@ class PoliteSession(requests.Session):
         attempts = f"gave up after {self.retries + 1} attempt{'s' if self.retries else ''}"
         if problem.startswith(("connection refused", "host not found", "connection failed")):
             raise FetchError(f"cannot reach {host}: {problem} ({attempts}); {self._hint(url_text)}")
-        if problem.startswith(("timed out", "body still arriving")):
+        if problem.startswith(("timed out", "body still arriving", "no complete response")):
             raise FetchError(f"{host}: {problem} ({attempts}); {self._hint(url_text)}")
         raise FetchError(f"{_where(url_text)}: {problem} ({attempts})")
 
@@ -176,6 +179,17 @@ class PoliteSession(requests.Session):
         """One attempt: GET `url`, following allowed redirects, with the body read under the cap and deadline."""
         deadline = time.monotonic() + self.deadline
         kwargs = {**kwargs, "stream": True, "allow_redirects": False}
+        with _alarm(self.deadline + 1) as rang:
+            try:
+                return self._follow(method, url, args, kwargs, deadline)
+            except BaseException:
+                if rang:  # requests and urllib3 re-wrap what the alarm raised as a connection error
+                    raise DeadlineExceeded(f"no complete response after the {self.deadline:g} s deadline") from None
+                raise
+
+    def _follow(
+        self, method: str | bytes, url: str, args: tuple[Any, ...], kwargs: dict[str, Any], deadline: float
+    ) -> requests.Response:
         for _ in range(MAX_REDIRECTS + 1):
             self.requests_made += 1
             resp = super().request(method, url, *args, **kwargs)
@@ -226,6 +240,33 @@ class PoliteSession(requests.Session):
 
 class DeadlineExceeded(requests.Timeout):
     """One attempt ran past the session's total deadline: retried like a timeout, with its own message."""
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float) -> Iterator[list[bool]]:
+    """Raise DeadlineExceeded in this thread after `seconds`, whatever it is blocked in.
+
+    The deadline checks between body chunks cannot see a server that trickles its status line and headers,
+    or a gzip header that grows a byte at a time (urllib3 keeps reading while the decoder gives nothing):
+    each socket read returns within the timeout, and no chunk ever arrives. A timer signal interrupts the
+    read itself. Signals reach only the main thread, where the CLI runs; elsewhere the chunk checks remain.
+    """
+    rang: list[bool] = []  # true once the alarm went off
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield rang
+        return
+
+    def ring(signum: int, frame: Any) -> None:
+        rang.append(True)
+        raise DeadlineExceeded("deadline")
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield rang
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def redirect_refusal(old: str, new: str) -> str | None:
