@@ -344,13 +344,14 @@ def delete_mode_db(tmp_path: Path) -> Path:
         ["digest", "--week", "2026-W47"],
         ["digest", "--week", "2026-W47", "--out", "OUT.html"],
         ["explain", "2506.04039"],
+        ["public-copy", "OUT.db"],  # a cold review found it (and serve) switching the source to WAL
     ],
 )
 def test_read_commands_never_switch_the_journal_mode(
     delete_mode_db: Path, tmp_path: Path, args: list[str]
 ) -> None:
     before = delete_mode_db.read_bytes()
-    result = run(args[0], delete_mode_db, *[str(tmp_path / a) if a == "OUT.html" else a for a in args[1:]])
+    result = run(args[0], delete_mode_db, *[str(tmp_path / a) if a.startswith("OUT.") else a for a in args[1:]])
     assert "Traceback" not in result.stderr
     assert "cannot open" not in result.stderr and "readonly" not in result.stderr
     assert journal_mode(delete_mode_db) == "delete"

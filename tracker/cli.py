@@ -851,7 +851,7 @@ def public_copy(db_path, out_path):
     from tracker import store
     from tracker.public import public_copy as write_public_copy
 
-    store.open_existing(db_path).close()  # refuses a missing or foreign file, applies pending migrations
+    store.open_readonly(db_path).close()  # refuses a missing or foreign file; the source is only read
     report = write_public_copy(Path(db_path), Path(out_path))
     left_out = ", ".join(report.left_out) or "nothing"
     click.echo(f"wrote {out_path}: {report.papers:,} papers, {report.size:,} bytes; left out: {left_out}")

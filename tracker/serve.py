@@ -116,7 +116,7 @@ def serve(db_path: str | Path, host: str = LOOPBACK, port: int = 8001) -> int:
     Stopping it with Ctrl-C or SIGTERM counts as success (status 0).
     """
     path = Path(db_path)
-    store.open_existing(path).close()  # refuses a missing or foreign file, applies pending migrations
+    store.open_readonly(path).close()  # refuses a missing or foreign file; never writes (no WAL switch)
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port {port} is outside 0..65535")
     if not check_host(host):
