@@ -407,3 +407,26 @@ def test_jsonl_keeps_one_record_per_line_for_any_line_splitter(hostile_db: Path)
     records = [json.loads(line) for line in text.splitlines()]
     assert [r["arxiv_id"] for r in records] == ["2401.66666", "2401.00002"]
     assert records[0]["title"] == title and records[0]["doi"] == HOSTILE_DOI
+
+
+def test_out_never_replaces_the_live_wal_of_a_database_opened_through_a_symlink(db_path: Path, tmp_path: Path) -> None:
+    """SQLite names the -wal after the file a symlink points to, not after the link: a cold review replaced
+    the live -wal (transactions not yet checkpointed) through `export link.db --out real.db-wal`."""
+    folder = tmp_path / "sl"
+    folder.mkdir()
+    real = folder / "real.db"
+    real.write_bytes(db_path.read_bytes())
+    link = folder / "link.db"
+    link.symlink_to(real)
+    writer = sqlite3.connect(real)
+    writer.execute("PRAGMA journal_mode = WAL")
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("UPDATE papers SET title = title || ' (edited)'")
+    writer.commit()  # committed, in the -wal only
+    wal = Path(f"{real}-wal")
+    before = wal.read_bytes()
+    assert before[:4] in (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
+    result = run("export", link, "--format", "csv", "--out", wal)
+    assert result.exit_code == 2, result.output
+    assert wal.read_bytes() == before
+    writer.close()

@@ -167,8 +167,9 @@ def existing(db_path: str) -> str:
 def database_files(db_path: str) -> list[str]:
     """The database and its companion files: what an --out FILE must never replace."""
     from tracker.config import lock_path, model_paths
+    from tracker.outfile import database_files as companions
 
-    return [db_path, f"{db_path}-wal", f"{db_path}-shm", str(lock_path(db_path)), *map(str, model_paths(db_path))]
+    return companions(db_path, [lock_path(db_path), *model_paths(db_path)])
 
 
 def setup_logging(verbose: int) -> None:

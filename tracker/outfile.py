@@ -17,15 +17,28 @@ from pathlib import Path
 from tracker.errors import ConfigError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+# A write-ahead log starts with one of these big-endian magic numbers (sqlite.org/fileformat2.html, 4.1):
+# replacing a live -wal loses every transaction not yet checkpointed.
+WAL_MAGIC = (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
 
 
 def is_sqlite_file(path: Path) -> bool:
-    """True when `path` (followed through symlinks) is a regular file starting with SQLite's 16-byte header."""
+    """True when `path` (followed through symlinks) is a regular file starting with SQLite's 16-byte header,
+    or is a SQLite write-ahead log."""
     try:
         with open(path, "rb") as fh:
-            return fh.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+            head = fh.read(len(SQLITE_HEADER))
     except OSError:  # missing, unreadable, a folder: not a database we could destroy by renaming over it
         return False
+    return head == SQLITE_HEADER or head[:4] in WAL_MAGIC
+
+
+def database_files(db_path: str | Path, extra: Sequence[str | Path] = ()) -> list[str]:
+    """The database and its companion files, by the name given and by the file it names: what an --out FILE
+    must never replace. SQLite names -wal/-shm/-journal after the file a symlink points to."""
+    names = {str(db_path), str(Path(db_path).resolve())}
+    files = [f"{name}{suffix}" for name in sorted(names) for suffix in ("", "-wal", "-shm", "-journal")]
+    return files + [str(p) for p in extra]
 
 
 def check_target(out: str | Path, protect: Sequence[str | Path] = ()) -> Path:
