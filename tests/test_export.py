@@ -299,7 +299,8 @@ HOSTILE = {
     "arxiv_id": "2401.66666",
     "version": 1,
     "title": "=HYPERLINK(\"https://evil.example\",\"click\") [pwn](https://evil.example/t) <img src=x onerror=alert(1)> "
-             r"\input{/etc/passwd} \href{https://evil.example}{x} ^^5cwrite18{id}",
+             r"\input{/etc/passwd} \href{https://evil.example}{x} ^^5cwrite18{id} \lstinputlisting{/etc/passwd} "
+             r"\ExplSyntaxOn \file_input:n {/etc/passwd} \textit{kept}",
     "abstract": "<script>alert(1)</script>\n@misc{abs, title={x}}",
     "authors": ["@SUM(1+1)*cmd|' /C calc'!A0", "-2+3 <script>alert(2)</script>", "Eve }, title = {Pwned"],
     "primary_category": "[cs.CV](https://evil.example/c) <img src=x>",
@@ -353,7 +354,9 @@ def test_bibtex_carries_hostile_fields_inertly(hostile_db: Path) -> None:
         "ENTRYTYPE", "ID", "title", "author", "year", "eprint", "archiveprefix", "primaryclass", "url", "doi",
         "note", "keywords",
     }  # fmt: skip
-    assert not re.search(r"\\(input|href|write)|\^\^", hostile["title"])  # typeset as text, never run by TeX
+    # typeset as text, never run by TeX; formatting commands are kept
+    assert not re.search(r"(?<!\\)\\(?!textbackslash |textit)[A-Za-z]|\^\^", hostile["title"]), hostile["title"]
+    assert r"\textit{kept}" in hostile["title"]
     assert hostile["year"] == "2026"  # from the announcement day: "<img" is no year
     for value in hostile.values():
         assert value.count("{") == value.count("}") and "\n" not in value

@@ -46,17 +46,30 @@ JSON_FIELDS = (
 CSV_FIELDS = (*JSON_FIELDS, "tags", "scores")
 # Characters that are special in LaTeX text and that arXiv titles carry unescaped (math `$`/`_` is kept).
 BIBTEX_ESCAPES = re.compile(r"(?<!\\)([&%#])")
-# TeX commands a .bib value must never run when the bibliography is typeset: file and shell access,
-# (re)definitions, catcode and expansion tricks, document structure, and links. A denylist, because arXiv
-# titles legitimately carry formatting and math commands (\textit, \mathcal, \alpha, ...); they are
-# written as text (\textbackslash input), and TeX's ^^5c notation for a backslash is broken up too.
-TEX_DANGEROUS = re.compile(
-    r"\\(?=(?:input|include\w*|InputIfFileExists|IfFileExists|open(?:in|out)|read\w*|write\w*|immediate|"
-    r"closein|closeout|new(?:read|write|command|environment|toks)|renew\w+|providecommand|DeclareRobustCommand|"
-    r"[egx]?def|let|futurelet|csname|expandafter|noexpand|catcode|scantokens|everyeof|everypar|"
-    r"usepackage|RequirePackage|documentclass|begin|end\w*|special|directlua|latelua|luaexec|ShellEscape|"
-    r"shipout|output|outer|jobname|href|url|hyperlink|hypertarget|hyperref|pdf\w+|primitive)(?![A-Za-z]))"
+# The TeX commands a .bib value may keep: the formatting, accent, symbol and math commands arXiv titles and
+# names use. Every other command is written as text (\textbackslash input): an allow-list, because a
+# denylist of file, shell and definition commands misses some (\lstinputlisting, \verbatiminput, expl3's
+# \ExplSyntaxOn ... \file_input:n). TeX's ^^5c notation for a backslash is broken up too.
+_TEX_ALLOWED_NAMES = (
+    """
+    textit textbf textsl textsc texttt textrm textsf textup textmd textnormal emph underline text mbox
+    textsubscript textsuperscript textbackslash textasciitilde textasciicircum textendash textemdash
+    textquoteleft textquoteright textquotedblleft textquotedblright textregistered texttrademark textdegree
+    ldots dots cdots vdots ddots LaTeX TeX BibTeX S P ss ae AE oe OE o O l L i j aa AA c d b k r u v H t
+    mathrm mathbf mathit mathcal mathbb mathsf mathtt mathfrak mathscr boldsymbol bm operatorname
+    frac dfrac tfrac sqrt sum prod int oint log ln exp sin cos tan min max arg argmax argmin lim sup inf det
+    infty partial nabla times cdot div le leq ge geq neq ne approx sim simeq equiv propto pm mp in notin ni
+    subset subseteq supset supseteq cup cap setminus emptyset forall exists neg land lor to gets rightarrow
+    leftarrow Rightarrow Leftarrow leftrightarrow Leftrightarrow mapsto mid vert Vert left right big Big bigl
+    bigr Bigl Bigr langle rangle lfloor rfloor lceil rceil hat tilde bar vec dot ddot overline widehat
+    widetilde mathring prime ell hbar star ast circ bullet dagger top bot perp parallel angle quad qquad
+    alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi pi varpi rho
+    varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Upsilon
+    Phi Psi Omega
+    """
 )
+TEX_ALLOWED = frozenset(_TEX_ALLOWED_NAMES.split())
+TEX_COMMAND = re.compile(r"\\([A-Za-z@]+)")
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]<>|#~!])")
 # GitHub turns bare `https://...` and `www.x` into links (GFM "autolinks (extension)"); an escaped `:` or `.` stops it.
 GFM_AUTOLINK = re.compile(r"(?i)(?<=[a-z])(:)(?=//)|(?<=www)(\.)")
@@ -226,7 +239,10 @@ def _bibtex_value(text: str) -> str:
     """One line of LaTeX text with balanced braces, so the value cannot end its field or start an entry."""
     # A trailing backslash would escape the closing brace for LaTeX.
     text = BIBTEX_ESCAPES.sub(r"\\\1", " ".join(CONTROL.sub("", text).split())).rstrip("\\")
-    text = TEX_DANGEROUS.sub(r"\\textbackslash ", re.sub(r"\^\^+", "^", text))
+    text = TEX_COMMAND.sub(
+        lambda m: m.group(0) if m.group(1) in TEX_ALLOWED else f"\\textbackslash {m.group(1)}",
+        re.sub(r"\^\^+", "^", text),
+    )
     depth = 0
     for ch in text:  # unbalanced braces would end the field early: drop them all in that case
         depth += {"{": 1, "}": -1}.get(ch, 0)
