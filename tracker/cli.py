@@ -12,7 +12,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -30,7 +30,17 @@ from tracker.endpoints import (
 )
 from tracker.errors import ConfigError, ModelError, TrackerError
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
+
+    from sqlite_utils import Database
+
+    from tracker.digest import DigestTaxonomy, Window
+    from tracker.rules import Labels, Taxonomy
+    from tracker.store import ReviewCandidate
+
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 
 
 class Seconds(click.FloatRange):
@@ -259,7 +269,26 @@ def terminal_notice() -> Callable[[str], None] | None:
 @wait_option()
 @verbose_option()
 @handle_errors
-def sync(db_path, categories, since, until, api_url, rss_url, no_feed, delay, page_size, timeout, retries, deadline, backoff, load, all_papers, no_classify, wait, verbose):
+def sync(
+    db_path: str,
+    categories: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    api_url: str,
+    rss_url: str,
+    no_feed: bool,
+    delay: float,
+    page_size: int,
+    timeout: float,
+    retries: int,
+    deadline: float | None,
+    backoff: float,
+    load: tuple[str, ...],
+    all_papers: bool,
+    no_classify: bool,
+    wait: float,
+    verbose: int,
+) -> None:
     """Pull new arXiv papers into DB_PATH: API windows plus the announcement feed.
 
     Each run starts where the last complete one ended; an interrupted run is resumed.
@@ -309,7 +338,7 @@ def sync(db_path, categories, since, until, api_url, rss_url, no_feed, delay, pa
 @cli.command()
 @click.argument("db_path", type=click.Path(dir_okay=False), default="tracker-demo.db")
 @handle_errors
-def demo(db_path):
+def demo(db_path: str) -> None:
     """Run the nightly pipeline offline on a bundled snapshot of real arXiv data.
 
     A loopback server plays arXiv (API pages and the announcement feed of 2025-08-07); the
@@ -335,7 +364,7 @@ def demo(db_path):
     click.echo(tour, nl=False)
 
 
-def classify_new(db, db_path) -> None:
+def classify_new(db: Database, db_path: str) -> None:
     """Tag what the sync stored (tracker.classify trains a model first if there is none)."""
     try:
         from tracker.classify import run_classify
@@ -369,7 +398,7 @@ def classify_progress() -> Callable[[int, int], None] | None:
 # == classification =============================================================================
 
 
-def _rules_and_labels(labels_file=None):
+def _rules_and_labels(labels_file: Path | None = None) -> tuple[Taxonomy, Labels]:
     from tracker.config import rules_dir
     from tracker.rules import load_labels, load_taxonomy
 
@@ -381,7 +410,7 @@ def _rules_and_labels(labels_file=None):
 @cli.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @handle_errors
-def train(db_path):
+def train(db_path: str) -> None:
     """Train the taxonomy classifier from rules/labels.csv plus the database's manual labels.
 
     Saves DB_PATH's model (`<db>.classifier.skops`) and its sidecar (`<db>.classifier.json`: versions,
@@ -406,7 +435,7 @@ def train(db_path):
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.option("--all", "all_papers", is_flag=True, help="Re-tag every paper, not only those the current model has not seen.")
 @handle_errors
-def classify(db_path, all_papers):
+def classify(db_path: str, all_papers: bool) -> None:
     """Tag papers not yet tagged by the current model (trains one first if there is none).
 
     \b
@@ -431,7 +460,7 @@ def classify(db_path, all_papers):
 @click.argument("tag")
 @click.option("--remove", is_flag=True, help="Record that the paper does NOT carry TAG.")
 @handle_errors
-def label(db_path, arxiv_id, tag, remove):
+def label(db_path: str, arxiv_id: str, tag: str, remove: bool) -> None:
     """Correct a paper's tags by hand: kept across retrains and used by the next `train`.
 
     Judge by the labelling guide the training labels were made with, docs/labelling.md (a tag is right
@@ -490,7 +519,7 @@ def answer_reader() -> Callable[[str], str]:
 @click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True, help="Papers to offer at most")
 @wait_option(60.0, "Seconds each answer waits for another writer's lock")
 @handle_errors
-def review(db_path, tag, limit, wait):
+def review(db_path: str, tag: str | None, limit: int, wait: float) -> None:
     """Label the papers the model is least sure of, one at a time: y(es), n(o), s(kip) or q(uit).
 
     Offers the papers whose score for a tag lies nearest the tag's threshold (where one answer teaches
@@ -520,7 +549,7 @@ def review(db_path, tag, limit, wait):
         return
     facets = {t.slug: t.facet for t in taxonomy.tags}
 
-    def save(c, action):
+    def save(c: ReviewCandidate, action: str) -> None:
         with store.writer_lock(db_path, wait):
             store.save_manual_label(db, c.arxiv_id, c.tag, facets[c.tag], action)
 
@@ -532,7 +561,7 @@ def review(db_path, tag, limit, wait):
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.argument("arxiv_id", type=ArxivId())
 @handle_errors
-def explain(db_path, arxiv_id):
+def explain(db_path: str, arxiv_id: str) -> None:
     """Show why a paper carries each tag: scores, thresholds, terms, rules and named systems.
 
     \b
@@ -552,7 +581,7 @@ def explain(db_path, arxiv_id):
               help="A labelled CSV (arxiv_id,tags) to cross-validate on instead of rules/labels.csv.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @handle_errors
-def evaluate(db_path, labels_file, as_json):
+def evaluate(db_path: str, labels_file: str | None, as_json: bool) -> None:
     """Cross-validate the classifier and two baselines: precision, recall, F1 per tag, relevance score.
 
     Every paper is scored by a model trained without it (5 folds). The labels are rules/labels.csv
@@ -579,7 +608,7 @@ def evaluate(db_path, labels_file, as_json):
 # == digest / schedule / status =================================================================
 
 
-def load_digest_taxonomy(db):
+def load_digest_taxonomy(db: Database) -> DigestTaxonomy:
     """rules/taxonomy.yml as the digest needs it; without one, the tags the database holds."""
     from tracker import digest, rules, store
     from tracker.config import rules_dir
@@ -590,7 +619,7 @@ def load_digest_taxonomy(db):
     return digest.taxonomy_from_pairs(store.stored_tags(db))
 
 
-def parse_now(value):
+def parse_now(value: str | None) -> datetime:
     """--now (hidden; tests and reproducible output) or the clock, as an aware UTC datetime."""
     from datetime import datetime, timezone
 
@@ -603,7 +632,7 @@ def parse_now(value):
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def digest_window(week, since, until, now):
+def digest_window(week: str | None, since: str | None, until: str | None, now: datetime) -> Window:
     from tracker import digest
 
     if week and (since or until):
@@ -639,8 +668,26 @@ def digest_window(week, since, until, now):
 @wait_option()
 @click.option("--now", hidden=True, help="Pretend it is this ISO date-time (reproducible output)")
 @handle_errors
-def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, security, smtp_user, sender, resend,
-           skip_empty, max_per_tag, all_tasks, wait, now):  # fmt: skip
+def digest(
+    db_path: str,
+    week: str | None,
+    since: str | None,
+    until: str | None,
+    out: str | None,
+    send: bool,
+    to: tuple[str, ...],
+    smtp_host: str | None,
+    smtp_port: int | None,
+    security: str | None,
+    smtp_user: str | None,
+    sender: str | None,
+    resend: bool,
+    skip_empty: bool,
+    max_per_tag: int,
+    all_tasks: bool,
+    wait: float,
+    now: str | None,
+) -> None:
     """Build the weekly digest of your tags: print it, write it to a file, or email it.
 
     Each (recipient, week) is sent once: a rerun sends nothing, a failed send is retried by the
@@ -665,7 +712,7 @@ def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, sec
 
     moment = parse_now(now)
     window = digest_window(week, since, until, moment)
-    to = [mail.check_address(a, "--to") for a in to]
+    addresses = [mail.check_address(a, "--to") for a in to]
     if send and out:
         raise ConfigError("--out writes a file and --send emails: use one at a time")
     # Printing or writing a file only reads: it works on a database the user cannot write.
@@ -673,19 +720,19 @@ def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, sec
     subscribers = dict(store.list_subscribers(db))
     source = DigestSource(db, load_digest_taxonomy(db), window, moment, max_per_tag, all_tasks, db_path)
     if not send:
-        d = source.build(subscribers.get(to[0], []) if to else ())
+        d = source.build(subscribers.get(addresses[0], []) if addresses else ())
         if d.empty and skip_empty:
             click.echo(f"{window.label}: nothing new in your tags", err=True)
         elif out:
             with replacing(out, database_files(db_path)) as tmp:
-                write_digest_file(source, d, str(tmp), sender, to[0] if to else None)
+                write_digest_file(source, d, str(tmp), sender, addresses[0] if addresses else None)
             click.echo(f"wrote {window.label} ({d.paper_count} papers) to {out}", err=True)
         else:
             click.echo(source.text(d), nl=False)
         return
     smtp = mail.smtp_settings(config.load_auth(), host=smtp_host, port=smtp_port, security=security,
                               user=smtp_user, sender=sender)  # fmt: skip
-    recipients = [(a, subscribers.get(a, [])) for a in to] or list(subscribers.items())
+    recipients = [(a, subscribers.get(a, [])) for a in addresses] or list(subscribers.items())
     if not recipients:
         raise ConfigError("no recipients: pass --to EMAIL or add one with `tracker subscribe`")
     with store.writer_lock(db_path, wait):
@@ -702,7 +749,7 @@ def digest(db_path, week, since, until, out, send, to, smtp_host, smtp_port, sec
 @click.option("--tag", "tags", multiple=True, help="Only this tag (repeatable); default: every tag")
 @wait_option()
 @handle_errors
-def subscribe(db_path, email, tags, wait):
+def subscribe(db_path: str, email: str, tags: tuple[str, ...], wait: float) -> None:
     """Subscribe EMAIL to the weekly digest (all tags, or those given); rerun to change the tags.
 
     \b
@@ -726,7 +773,7 @@ def subscribe(db_path, email, tags, wait):
 @click.argument("email")
 @wait_option()
 @handle_errors
-def unsubscribe(db_path, email, wait):
+def unsubscribe(db_path: str, email: str, wait: float) -> None:
     """Stop sending the weekly digest to EMAIL (what it was sent stays recorded).
 
     \b
@@ -748,7 +795,7 @@ def unsubscribe(db_path, email, wait):
               help="arXiv mailings that may be missing before the data counts as stale")  # fmt: skip
 @click.option("--now", hidden=True, help="Pretend it is this ISO date-time")
 @handle_errors
-def status(db_path, max_missed, now):
+def status(db_path: str, max_missed: int, now: str | None) -> None:
     """Report sync health and the next digest; exit 1 when the last sync failed or the data is stale.
 
     Stale means older than arXiv's calendar allows: announcements come at 20:00 US/Eastern,
@@ -770,7 +817,7 @@ def status(db_path, max_missed, now):
 
 @cli.command()
 @handle_errors
-def auth():
+def auth() -> None:
     """Save SMTP settings and the password to auth.json (mode 600), asking with hidden input.
 
     The file is `auth.json` in the current folder, or TRACKER_AUTH. Leave the password empty to keep
@@ -807,7 +854,7 @@ def auth():
 @click.option("--port", type=click.IntRange(0, 65535), default=8001, show_default=True, help="Port to listen on")
 @verbose_option("Log the Datasette command line")
 @handle_errors
-def serve(db_path, host, port, verbose):
+def serve(db_path: str, host: str, port: int, verbose: int) -> None:
     """Browse DB_PATH in Datasette, read-only, with search, facets, canned queries and tag feeds.
 
     Uses db/metadata.yml and db/plugins/. Stop it with Ctrl-C.
@@ -836,7 +883,7 @@ def serve(db_path, host, port, verbose):
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.argument("out_path", type=click.Path(dir_okay=False, writable=True))
 @handle_errors
-def public_copy(db_path, out_path):
+def public_copy(db_path: str, out_path: str) -> None:
     """Write OUT_PATH: a copy of DB_PATH without subscribers, digests or sync state, to publish.
 
     Keeps the papers, authors, tags, scores, announcements, the search index and the sync log
@@ -866,7 +913,14 @@ def public_copy(db_path, out_path):
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout")
 @click.option("--all-tasks", is_flag=True, help="Markdown: list every paper under the task tags, not only MLLM work")
 @handle_errors
-def export(db_path, fmt, tag, since, out, all_tasks):
+def export(
+    db_path: str,
+    fmt: str,
+    tag: str | None,
+    since: str | None,
+    out: str | None,
+    all_tasks: bool,
+) -> None:
     """Export papers with their tags and scores: JSON lines, CSV, BibTeX or a markdown awesome list.
 
     Papers come newest first; the awesome list is grouped by facet (MLLM kind, topic, paradigm,
@@ -926,7 +980,21 @@ def export(db_path, fmt, tag, since, out, all_tasks):
 @wait_option()
 @verbose_option()
 @handle_errors
-def backfill(db_path, from_, until, set_spec, categories, oai_url, prefix, delay, timeout, deadline, no_classify, wait, verbose):
+def backfill(
+    db_path: str,
+    from_: str,
+    until: str | None,
+    set_spec: str,
+    categories: tuple[str, ...],
+    oai_url: str,
+    prefix: str,
+    delay: float,
+    timeout: float,
+    deadline: float | None,
+    no_classify: bool,
+    wait: float,
+    verbose: int,
+) -> None:
     """Harvest past papers from arXiv's OAI-PMH interface into DB_PATH, a month at a time.
 
     Progress is saved after every page: an interrupted backfill continues where it stopped.
