@@ -160,6 +160,16 @@ def ticker(label: str, every: int) -> Callable[[int, int], None]:
     return tick
 
 
+class TickerProgress:
+    """A ticker as the tracker.progress.Progress that run_classify updates."""
+
+    def __init__(self, tick: Callable[[int, int], None]) -> None:
+        self.tick = tick
+
+    def update(self, fraction: float, count: int, note: str = "", *, force: bool = False) -> None:
+        self.tick(count, 0)
+
+
 def ingest(db: Any, n: int) -> None:
     records = corpus()
     tick = ticker("ingested", 100_000)
@@ -187,7 +197,7 @@ def classify_all(db: Any, db_path: Path, figures: dict[str, Any]) -> None:
     classify.train_from_db(db, db_path, taxonomy, labels)
     figures["train_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    report = classify.run_classify(db, db_path, progress=ticker("classified", 100_000))
+    report = classify.run_classify(db, db_path, progress=TickerProgress(ticker("classified", 100_000)))
     figures["classify_s"] = time.perf_counter() - t
     figures["classified"] = report.papers
     figures["tagged"] = report.tagged

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Protocol
 
 import requests
 from sqlite_utils import Database
@@ -21,14 +20,11 @@ from tracker import store
 from tracker.endpoints import DEFAULT_OAI_URL
 from tracker.errors import ConfigError, FetchError
 from tracker.oai import METADATA_PREFIXES, BadResumptionToken, OaiClient, parse_list_records
+from tracker.progress import Progress
 
 log = logging.getLogger(__name__)
 
 MAX_WINDOW_RESTARTS = 3  # badResumptionToken answers in one window before the harvest gives up
-
-
-class Progress(Protocol):
-    def update(self, fraction: float, count: int, note: str = "", *, force: bool = False) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from tracker.endpoints import (
     DEFAULT_TIMEOUT,
 )
 from tracker.errors import ConfigError, ModelError, TrackerError
+from tracker.progress import for_terminal, status_line
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -235,13 +236,6 @@ def cli() -> None:
 # == sync / demo ===============================================================================
 
 
-def stderr_progress() -> Callable[[str], None]:
-    """Progress lines on a terminal (rewritten in place); silent under cron."""
-    if not sys.stderr.isatty():
-        return lambda message: None
-    return lambda message: click.echo(f"\r\033[K{message}", err=True, nl=False)
-
-
 def terminal_notice() -> Callable[[str], None] | None:
     """Where the network layer says what it is waiting for: a line of its own on a terminal, nothing under cron."""
     if not sys.stderr.isatty():
@@ -317,7 +311,7 @@ def sync(
     )
     if opts.since and opts.until and opts.since > opts.until:
         raise ConfigError(f"--since {since} is after --until {until}")
-    progress = stderr_progress()
+    progress = status_line()
     with store.writer_lock(db_path, wait):
         db = store.open_db(db_path)
         if load:
@@ -352,7 +346,7 @@ def demo(db_path: str) -> None:
     from tracker import store
     from tracker.demo import render_tour, run_demo_sync
 
-    progress = stderr_progress()
+    progress = status_line()
     with store.writer_lock(db_path):
         db = store.open_db(db_path)
         result = run_demo_sync(db, progress)
@@ -375,24 +369,11 @@ def classify_new(db: Database, db_path: str) -> None:
             f"the classifier cannot be imported: module {exc.name or exc} is missing; "
             "reinstall the tracker and its dependencies: pip install -e ."
         ) from None
-    report = run_classify(db, db_path, progress=classify_progress())
-    click.echo(f"classify: {report.papers} papers, {report.tagged} tagged (model {report.model_id[:12]})")
-
-
-def classify_progress() -> Callable[[int, int], None] | None:
-    """A progress bar for run_classify (papers, rate, ETA) on a terminal; None (silent) under cron."""
-    from tracker.progress import for_terminal
-
     bar = for_terminal("classify", unit="papers")
-    if bar is None:
-        return None
-
-    def update(done: int, total: int) -> None:
-        bar.update(done / total if total else 1.0, done, force=done >= total)
-        if done >= total:
-            bar.close()
-
-    return update
+    report = run_classify(db, db_path, progress=bar)
+    if bar:
+        bar.close()
+    click.echo(f"classify: {report.papers} papers, {report.tagged} tagged (model {report.model_id[:12]})")
 
 
 # == classification =============================================================================
@@ -449,7 +430,10 @@ def classify(db_path: str, all_papers: bool) -> None:
 
     with store.writer_lock(db_path):
         db = store.open_db(db_path)
-        report = classifier.run_classify(db, db_path, all_papers=all_papers, progress=classify_progress())
+        bar = for_terminal("classify", unit="papers")
+        report = classifier.run_classify(db, db_path, all_papers=all_papers, progress=bar)
+        if bar:
+            bar.close()
     trained = " (trained a new model first)" if report.trained else ""
     click.echo(f"classify: {report.papers} papers, {report.tagged} tagged (model {report.model_id}){trained}")
 
@@ -1010,7 +994,6 @@ def backfill(
     from tracker.dates import parse_day
     from tracker.fetch import PoliteSession
     from tracker.oai import USER_AGENT
-    from tracker.progress import for_terminal
     from tracker.queries import check_categories, load_queries
 
     setup_logging(verbose)

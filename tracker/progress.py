@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Protocol, TextIO
+
+
+class Progress(Protocol):
+    """Where a long run reports how far it got: the one progress type sync, backfill and classify take.
+
+    `fraction` is the share of the work done (0..1; 0 while the total is unknown), `count` the items so far
+    and `note` what the run is doing; `force` shows the update even if the last one was moments ago.
+    """
+
+    def update(self, fraction: float, count: int, note: str = "", *, force: bool = False) -> None: ...
 
 
 def _duration(seconds: float) -> str:
@@ -56,6 +66,22 @@ class TerminalProgress:
             self.stream.flush()
 
 
+class StatusLine:
+    """A Progress that shows only the note, rewritten in place: for steps whose total is unknown (sync)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+
+    def update(self, fraction: float, count: int, note: str = "", *, force: bool = False) -> None:
+        self.stream.write(f"\r\033[K{note}")
+        self.stream.flush()
+
+
 def for_terminal(label: str, unit: str = "records") -> TerminalProgress | None:
     """A TerminalProgress when stderr is a terminal, else None (quiet under cron and in pipes)."""
     return TerminalProgress(label, unit=unit) if sys.stderr.isatty() else None
+
+
+def status_line() -> StatusLine | None:
+    """A StatusLine when stderr is a terminal, else None."""
+    return StatusLine() if sys.stderr.isatty() else None

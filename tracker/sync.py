@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -24,6 +24,7 @@ from tracker.endpoints import DEFAULT_API_URL, DEFAULT_RSS_URL
 from tracker.errors import FetchError, InputError
 from tracker.fetch import PoliteSession, fetch_feed, fetch_results, make_client
 from tracker.parse import PaperRow, announcements_from_rss, page_from_root, paper_from_result
+from tracker.progress import Progress
 from tracker.xmlsafe import check_xml
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,6 @@ class SyncReport:
             f"{c.new} new, {c.updated} updated, {c.unchanged} unchanged; "
             f"{self.requests} requests; {self.seconds:.1f} s"
         )
-
-
-Progress = Callable[[str], None]
 
 
 def category_query(categories: Sequence[str]) -> str:
@@ -118,7 +116,7 @@ class Syncer:
         self.db = db
         self.session = session
         self.opts = opts
-        self.progress = progress or (lambda message: None)
+        self.progress = progress
         self.client = make_client(session, opts.api_url, opts.page_size)
         self.report = SyncReport()
         self.query = category_query(opts.categories)
@@ -126,6 +124,10 @@ class Syncer:
 
     def _requests(self) -> int:
         return self.session.requests_made
+
+    def _report(self, note: str, fraction: float = 0.0, count: int = 0) -> None:
+        if self.progress:
+            self.progress.update(fraction, count, note)
 
     def run(self, now: datetime | None = None) -> SyncReport:
         started = time.monotonic()
@@ -182,7 +184,7 @@ class Syncer:
                 store.save_state(self.db, state)
                 run.counts += page_counts
                 store.progress_run(self.db, run.id, run.counts, run.requests)
-            self.progress(f"{since:%Y-%m-%d}..{until:%Y-%m-%d}: {position} papers read")
+            self._report(f"{since:%Y-%m-%d}..{until:%Y-%m-%d}: {position} papers read", count=position)
             batch.clear()
             return page_counts
 
@@ -217,7 +219,7 @@ class Syncer:
             run.status = "ok" if items else "empty"
         self.report.feed_items += len(items)
         self.report.counts.new += run.counts.new
-        self.progress(f"feed {day or '?'}: {len(items)} announcements")
+        self._report(f"feed {day or '?'}: {len(items)} announcements", count=len(items))
 
     def complete_stubs(self) -> None:
         """Fetch full records (id_list, in batches) for papers seen only in a feed so far."""
@@ -232,7 +234,8 @@ class Syncer:
                 rows = [paper_from_result(r) for r in fetch_results(self.client, search)]
                 with self.db.atomic():
                     run.counts += store.save_papers(self.db, rows)
-                self.progress(f"full records: {min(start + ID_BATCH, len(ids))}/{len(ids)}")
+                done = min(start + ID_BATCH, len(ids))
+                self._report(f"full records: {done}/{len(ids)}", done / len(ids), done)
             self.report.missing = store.papers_needing_metadata(self.db)
             # Not added to the report: each of these papers was counted when its announcement was stored.
             run.status = "ok"
@@ -252,7 +255,6 @@ def load_files(db: Database, paths: Sequence[Path], progress: Progress | None = 
     """
     started = time.monotonic()
     report = SyncReport()
-    progress = progress or (lambda message: None)
     with store.recorded_run(db, "load", f"{len(paths)} file(s)", None, None) as run:
         with db.atomic():
             for n, path in enumerate(paths, 1):
@@ -272,8 +274,9 @@ def load_files(db: Database, paths: Sequence[Path], progress: Progress | None = 
                     report.feed_items += len(items)
                 else:
                     raise InputError(f"{path}: neither an arXiv API page nor an announcement feed")
-                if n % 20 == 0 or n == len(paths):
-                    progress(f"{n}/{len(paths)} files, {report.counts.total} papers")
+                if progress and (n % 20 == 0 or n == len(paths)):
+                    note = f"{n}/{len(paths)} files, {report.counts.total} papers"
+                    progress.update(n / len(paths), report.counts.total, note)
         # Only now, after the commit: a bad file rolls every file back, and the run records zero papers.
         run.counts = report.counts
         report.status = run.status = "ok" if report.counts.total or report.feed_items else "empty"

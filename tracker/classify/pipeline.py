@@ -10,7 +10,7 @@ import multiprocessing
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from tracker.classify.data import TrainingSet, training_set
 from tracker.classify.modelfile import Model, TrainReport, load_model, train
 from tracker.classify.predict import ChunkRows, chunk_rows
 from tracker.config import model_paths, rules_dir
+from tracker.progress import Progress
 from tracker.rules import Labels, Taxonomy, load_rules
 
 CHUNK_SIZE = 2000
@@ -116,15 +117,14 @@ def _tagged_chunks(
 
 
 def run_classify(
-    db: Database, db_path: str | Path, *, all_papers: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-) -> ClassifyReport:  # fmt: skip
+    db: Database, db_path: str | Path, *, all_papers: bool = False, progress: Progress | None = None
+) -> ClassifyReport:
     """Tag papers not yet tagged by the current model (or all), training first if there is no model.
 
     Streams CHUNK_SIZE papers at a time, each chunk written in one transaction, so memory stays flat and
     an interrupted run keeps every finished chunk.
 
-    :param progress: called after each chunk with (papers done, papers to do in all)
+    :param progress: updated after each chunk with the papers done so far
     """
     started = time.monotonic()
     model_path, meta_path = model_paths(db_path)
@@ -144,5 +144,5 @@ def run_classify(
         papers += len(rows.papers)
         tagged += rows.tagged
         if progress:
-            progress(papers, max(total, papers))
+            progress.update(papers / max(total, papers), papers, force=papers >= total)
     return ClassifyReport(papers, tagged, model_id, trained, time.monotonic() - started)

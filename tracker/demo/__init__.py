@@ -17,7 +17,8 @@ from sqlite_utils import Database
 
 from tracker.demo.mirror import ArxivMirror, demo_snapshot
 from tracker.fetch import PoliteSession
-from tracker.sync import Progress, Syncer, SyncOptions, SyncReport
+from tracker.progress import Progress
+from tracker.sync import Syncer, SyncOptions, SyncReport
 
 DEMO_SINCE = date(2025, 6, 1)
 DEMO_UNTIL = date(2025, 8, 7)
