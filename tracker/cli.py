@@ -32,12 +32,11 @@ from tracker.errors import ConfigError, ModelError, TrackerError
 from tracker.progress import for_terminal, status_line
 
 if TYPE_CHECKING:
-    from datetime import datetime
     from pathlib import Path
 
     from sqlite_utils import Database
 
-    from tracker.digest import DigestTaxonomy, Window
+    from tracker.digest import DigestTaxonomy
     from tracker.rules import Labels, Taxonomy
     from tracker.store import ReviewCandidate
 
@@ -603,33 +602,6 @@ def load_digest_taxonomy(db: Database) -> DigestTaxonomy:
     return digest.taxonomy_from_pairs(store.stored_tags(db))
 
 
-def parse_now(value: str | None) -> datetime:
-    """--now (hidden; tests and reproducible output) or the clock, as an aware UTC datetime."""
-    from datetime import datetime, timezone
-
-    if not value:
-        return datetime.now(timezone.utc)
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"--now {value!r}: expected an ISO date-time like 2026-11-23T06:00:00+00:00") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def digest_window(week: str | None, since: str | None, until: str | None, now: datetime) -> Window:
-    from tracker import digest
-
-    if week and (since or until):
-        raise ConfigError("use either --week or --since/--until, not both")
-    if week:
-        return digest.parse_week(week)
-    if since or until:
-        if not since:
-            raise ConfigError("--until needs --since (or use --week)")
-        return digest.window_between(since, until or now.date().isoformat())
-    return digest.last_complete_week(now.date())
-
-
 @cli.command()
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.option("--week", help="ISO week, e.g. 2026-W47 (default: the last complete week)")
@@ -690,12 +662,14 @@ def digest(
     """
     existing(db_path)
     from tracker import config, mail, store
+    from tracker.dates import parse_now
     from tracker.delivery import DigestSource, deliver_digests, write_digest_file
+    from tracker.digest import window_from_options
     from tracker.errors import MailError
     from tracker.outfile import replacing
 
     moment = parse_now(now)
-    window = digest_window(week, since, until, moment)
+    window = window_from_options(week, since, until, moment.date())
     addresses = [mail.check_address(a, "--to") for a in to]
     if send and out:
         raise ConfigError("--out writes a file and --send emails: use one at a time")
@@ -791,6 +765,7 @@ def status(db_path: str, max_missed: int, now: str | None) -> None:
     """
     existing(db_path)
     from tracker import store
+    from tracker.dates import parse_now
     from tracker.status import collect_status, render_status
 
     report = collect_status(store.open_readonly(db_path), parse_now(now), max_missed)

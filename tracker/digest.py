@@ -84,6 +84,19 @@ def window_between(since: str, until: str) -> Window:
     return _in_arxiv_era(Window(f"{start.isoformat()}..{end.isoformat()}", start, end), f"--since {since}")
 
 
+def window_from_options(week: str | None, since: str | None, until: str | None, today: date) -> Window:
+    """The window `--week` or `--since/--until` name (--until defaults to `today`); else the last complete week."""
+    if week and (since or until):
+        raise ConfigError("use either --week or --since/--until, not both")
+    if week:
+        return parse_week(week)
+    if since or until:
+        if not since:
+            raise ConfigError("--until needs --since (or use --week)")
+        return window_between(since, until or today.isoformat())
+    return last_complete_week(today)
+
+
 def last_complete_week(today: date) -> Window:
     """The latest ISO week that ended before `today` (on a Monday: the week that ended yesterday)."""
     iso = (today - timedelta(days=today.isoweekday())).isocalendar()
