@@ -28,8 +28,14 @@ def main() -> None:
         rows = []
         for i in range(n):
             r = corpus[i % len(corpus)]
-            rows.append({"arxiv_id": f"{9000 + i // 99999:04d}.{i % 99999:05d}", "version": 1,
-                         "title": r["title"], "abstract": r["abstract"]})  # fmt: skip
+            rows.append(
+                {
+                    "arxiv_id": f"{9000 + i // 99999:04d}.{i % 99999:05d}",
+                    "version": 1,
+                    "title": r["title"],
+                    "abstract": r["abstract"],
+                }
+            )
         for start in range(0, n, 5000):
             store.save_papers(db, rows[start : start + 5000])  # type: ignore[arg-type]
         taxonomy, labels = load_rules(DEFAULT_RULES_DIR)
@@ -43,10 +49,14 @@ def main() -> None:
         result = classify.run_classify(db, db_path, all_papers=True)
         seconds = time.monotonic() - started
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(f"classify: {result.papers} papers in {seconds:.1f} s = {result.papers / seconds:,.0f} papers/s; "
-              f"{result.tagged} tagged")  # fmt: skip
-        print(f"peak RSS: {rss_before / 1024:.0f} MiB before classify, {rss_after / 1024:.0f} MiB after "
-              f"(chunks of {classify.CHUNK_SIZE}: flat in N)")  # fmt: skip
+        print(
+            f"classify: {result.papers} papers in {seconds:.1f} s = {result.papers / seconds:,.0f} papers/s; "
+            f"{result.tagged} tagged"
+        )
+        print(
+            f"peak RSS: {rss_before / 1024:.0f} MiB before classify, {rss_after / 1024:.0f} MiB after "
+            f"(chunks of {classify.CHUNK_SIZE}: flat in N)"
+        )
 
 
 if __name__ == "__main__":

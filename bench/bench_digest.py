@@ -33,9 +33,19 @@ from tracker.parse import PaperRow
 
 CORPUS = REPO_DIR / "tracker" / "data" / "corpus.jsonl.gz"
 WEEK = digest.parse_week("2026-W47")
-TAGS = [("conversational", "paradigm"), ("contrastive", "paradigm"), ("MIT", "mllm"), ("M-CoT", "mllm"),
-        ("clip-vit", "architecture"), ("q-former", "architecture"), ("hallucination", "topic"),
-        ("evaluation", "topic"), ("dataset", "topic"), ("detection", "task"), ("segmentation", "task")]  # fmt: skip
+TAGS = [
+    ("conversational", "paradigm"),
+    ("contrastive", "paradigm"),
+    ("MIT", "mllm"),
+    ("M-CoT", "mllm"),
+    ("clip-vit", "architecture"),
+    ("q-former", "architecture"),
+    ("hallucination", "topic"),
+    ("evaluation", "topic"),
+    ("dataset", "topic"),
+    ("detection", "task"),
+    ("segmentation", "task"),
+]
 
 
 def build_db(path: Path, n: int) -> None:
@@ -52,11 +62,22 @@ def build_db(path: Path, n: int) -> None:
             serial += 1
             arxiv_id = f"26{serial // 99999 + 1:02d}.{serial % 99999:05d}"
             day = (monday + timedelta(days=rng.randrange(5))).isoformat()
-            rows.append({"arxiv_id": arxiv_id, "version": 1, "title": record["title"], "abstract": record["abstract"],
-                         "authors": record.get("authors") or ["A. Author"], "primary_category": record.get("primary_category"),
-                         "categories": record.get("categories") or [], "published": f"{day}T01:00:00+00:00",
-                         "updated": f"{day}T01:00:00+00:00", "announced": day, "announce_type": "new",
-                         "abs_url": f"https://arxiv.org/abs/{arxiv_id}"})  # fmt: skip
+            rows.append(
+                {
+                    "arxiv_id": arxiv_id,
+                    "version": 1,
+                    "title": record["title"],
+                    "abstract": record["abstract"],
+                    "authors": record.get("authors") or ["A. Author"],
+                    "primary_category": record.get("primary_category"),
+                    "categories": record.get("categories") or [],
+                    "published": f"{day}T01:00:00+00:00",
+                    "updated": f"{day}T01:00:00+00:00",
+                    "announced": day,
+                    "announce_type": "new",
+                    "abs_url": f"https://arxiv.org/abs/{arxiv_id}",
+                }
+            )
             for tag, facet in rng.sample(TAGS, rng.randint(1, 3)):
                 tags.append((arxiv_id, tag, facet, round(rng.uniform(0.3, 1.0), 3), "model"))
         store.save_papers(db, cast(list[PaperRow], rows))  # plain dicts with PaperRow's keys
@@ -109,8 +130,17 @@ def main() -> None:
         png = timed("draw chart", figures, render_trend_png, d.trend_mondays, series)
         warm: dict[str, float] = {}
         timed("chart again", warm, render_trend_png, d.trend_mondays, series)
-        message = timed("assemble MIME", figures, mail.build_message, sender="t@example.org", recipient="r@example.org",
-                        subject=d.subject, text=text, html=html, chart_png=png)  # fmt: skip
+        message = timed(
+            "assemble MIME",
+            figures,
+            mail.build_message,
+            sender="t@example.org",
+            recipient="r@example.org",
+            subject=d.subject,
+            text=text,
+            html=html,
+            chart_png=png,
+        )
         total = sum(figures.values())
         print(
             f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n"
@@ -126,8 +156,21 @@ def main() -> None:
 
         out = Path(tmp) / "digest.eml"
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "tracker", "digest", str(db_path), "--week", WEEK.label,
-                        "--out", str(out)], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tracker",
+                "digest",
+                str(db_path),
+                "--week",
+                WEEK.label,
+                "--out",
+                str(out),
+            ],
+            check=True,
+            capture_output=True,
+        )
         print(
             f"  {'CLI --out .eml':<14} {(time.perf_counter() - start) * 1000:8.1f} ms  (fresh process, imports included)"
         )

@@ -134,11 +134,22 @@ def build_db(path: Path, subscribers: list[str], per_week: int = 6) -> None:
     for i, r in enumerate(records):
         day = date.fromisocalendar(2026, i // per_week + 1, 3).isoformat()
         arxiv_id = f"2601.{i:05d}"
-        rows.append({"arxiv_id": arxiv_id, "version": 1, "title": r["title"], "abstract": r["abstract"],
-                     "authors": r.get("authors") or ["A. Author"], "primary_category": r.get("primary_category"),
-                     "categories": r.get("categories") or ["cs.CV"], "published": f"{day}T01:00:00+00:00",
-                     "updated": f"{day}T01:00:00+00:00", "announced": day, "announce_type": "new",
-                     "abs_url": f"https://arxiv.org/abs/{arxiv_id}"})  # fmt: skip
+        rows.append(
+            {
+                "arxiv_id": arxiv_id,
+                "version": 1,
+                "title": r["title"],
+                "abstract": r["abstract"],
+                "authors": r.get("authors") or ["A. Author"],
+                "primary_category": r.get("primary_category"),
+                "categories": r.get("categories") or ["cs.CV"],
+                "published": f"{day}T01:00:00+00:00",
+                "updated": f"{day}T01:00:00+00:00",
+                "announced": day,
+                "announce_type": "new",
+                "abs_url": f"https://arxiv.org/abs/{arxiv_id}",
+            }
+        )
         tags.append((arxiv_id, *TAGS[i % len(TAGS)], 0.9))
     db = store.open_db(path)
     store.save_papers(db, cast(list[PaperRow], rows))
@@ -188,8 +199,23 @@ def run_kill_loop(
                 week_no += 1
                 week = f"2026-W{week_no:02d}"
                 figures.rounds += 1
-                command = [sys.executable, "-m", "tracker", "digest", str(db_path), "--week", week, "--send",
-                           "--smtp-host", "127.0.0.1", "--smtp-port", str(port), "--plain", "--from", SENDER]  # fmt: skip
+                command = [
+                    sys.executable,
+                    "-m",
+                    "tracker",
+                    "digest",
+                    str(db_path),
+                    "--week",
+                    week,
+                    "--send",
+                    "--smtp-host",
+                    "127.0.0.1",
+                    "--smtp-port",
+                    str(port),
+                    "--plain",
+                    "--from",
+                    SENDER,
+                ]
                 for _attempt in range(kills + 50):
                     before = inbox.count()
                     t0 = time.monotonic()
@@ -268,8 +294,15 @@ def main() -> None:
     )
     parser.add_argument("--kill-share", type=float, default=0.7, help="share of runs that are killed")
     args = parser.parse_args()
-    figures = run_kill_loop(args.kills, args.subscribers, (args.min_delay, args.max_delay), args.seed, args.budget,
-                            args.per_week, args.kill_share)  # fmt: skip
+    figures = run_kill_loop(
+        args.kills,
+        args.subscribers,
+        (args.min_delay, args.max_delay),
+        args.seed,
+        args.budget,
+        args.per_week,
+        args.kill_share,
+    )
     print(report(figures))
     ok = figures.lost == 0 and figures.duplicates <= figures.in_window
     print("ok" if ok else "FAILED: lost digests or more duplicates than kills in the window")

@@ -54,9 +54,17 @@ BATCH = 1000
 # Then searches of common words that rarely meet in a title (slow for an FTS title filter), and a quoted
 # phrase of common words that never occurs (FTS5 reads the words' whole index entries to find that out).
 FTS_TERMS = (
-    "model", "vision language model", "hallucination", "chain of thought", "llava", "sarcasm",
-    "state of the art", "reinforcement learning from human feedback", "in this paper we", '"we we"',
-)  # fmt: skip
+    "model",
+    "vision language model",
+    "hallucination",
+    "chain of thought",
+    "llava",
+    "sarcasm",
+    "state of the art",
+    "reinforcement learning from human feedback",
+    "in this paper we",
+    '"we we"',
+)
 SEARCH_SQL = {  # {fts} is replaced by the MATCH argument
     "rank top 20": "SELECT rowid FROM papers_fts WHERE papers_fts MATCH {fts} ORDER BY rank LIMIT 20",
     "newest stored 20": "SELECT rowid FROM papers_fts WHERE papers_fts MATCH {fts} ORDER BY rowid DESC LIMIT 20",

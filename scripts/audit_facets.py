@@ -69,8 +69,10 @@ def main() -> None:
         print(f"{tag:20} {len(ids):>6} {len(judged):>6} {right:>6} {precision:>9}")
         unjudged = [i for i in ids if (i, tag) not in verdicts]
         todo += [(i, tag) for i in rng.sample(unjudged, min(args.sample, len(unjudged)))]
-    print(f"{'all':20} {sum(map(len, given.values())):>6} {judged_all:>6} {right_all:>6} "
-          f"{right_all / max(judged_all, 1):>9.2f}")  # fmt: skip
+    print(
+        f"{'all':20} {sum(map(len, given.values())):>6} {judged_all:>6} {right_all:>6} "
+        f"{right_all / max(judged_all, 1):>9.2f}"
+    )
     with (AUDITS / "to_judge.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["arxiv_id", "tag", "verdict", "reason", "title", "abstract"])

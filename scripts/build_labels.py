@@ -37,19 +37,33 @@ def main() -> None:
             if unknown:
                 sys.exit(f"reviewed.csv: {r['arxiv_id']}: unknown tag(s) {', '.join(unknown)}")
             rows[r["arxiv_id"]] = [
-                r["arxiv_id"], " ".join(sorted(tags, key=order.__getitem__)), r["mllm"], "reviewed", r["note"], ""
+                r["arxiv_id"],
+                " ".join(sorted(tags, key=order.__getitem__)),
+                r["mllm"],
+                "reviewed",
+                r["note"],
+                "",
             ]
     curated: dict[str, set[str]] = {}
     titles: dict[str, str] = {}
     with (RULES / "curated_sections.csv").open(newline="", encoding="utf-8") as fh:
         for r in csv.DictReader(fh):
             arxiv_id = r["arxiv_id"].strip()
-            curated.setdefault(arxiv_id, set()).update(taxonomy.tags_for_section(r["source_repo"], r["section"]))
+            curated.setdefault(arxiv_id, set()).update(
+                taxonomy.tags_for_section(r["source_repo"], r["section"])
+            )
             titles.setdefault(arxiv_id, " ".join(r["title"].split()))
     for arxiv_id, tags in curated.items():
         if arxiv_id in rows or not tags:  # a reviewed row wins; a section that maps to no tag says nothing
             continue
-        rows[arxiv_id] = [arxiv_id, " ".join(sorted(tags, key=order.__getitem__)), "", "curated", "", titles[arxiv_id]]
+        rows[arxiv_id] = [
+            arxiv_id,
+            " ".join(sorted(tags, key=order.__getitem__)),
+            "",
+            "curated",
+            "",
+            titles[arxiv_id],
+        ]
     out = DEFAULT_RULES_DIR / "labels.csv"
     with out.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")

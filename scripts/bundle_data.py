@@ -15,9 +15,20 @@ import sys
 from pathlib import Path
 
 FIELDS = (
-    "id", "title", "abstract", "authors", "categories", "primary_category", "published", "updated",
-    "version", "comment", "announced", "announce_type", "abstract_truncated",
-)  # fmt: skip
+    "id",
+    "title",
+    "abstract",
+    "authors",
+    "categories",
+    "primary_category",
+    "published",
+    "updated",
+    "version",
+    "comment",
+    "announced",
+    "announce_type",
+    "abstract_truncated",
+)
 
 
 def _write(path: Path, records: list[dict]) -> None:
@@ -36,7 +47,11 @@ def main() -> None:
     corpus = sorted((shared / "corpus").glob("arxiv_cs_*.jsonl"))
     records = [json.loads(line) for f in corpus for line in f.read_text().splitlines() if line.strip()]
     _write(out / "corpus.jsonl.gz", records)
-    labelled = [json.loads(x) for x in (shared / "corpus/labelled_papers_abstracts.jsonl").read_text().splitlines() if x]
+    labelled = [
+        json.loads(x)
+        for x in (shared / "corpus/labelled_papers_abstracts.jsonl").read_text().splitlines()
+        if x
+    ]
     _write(out / "labelled.jsonl.gz", labelled)
     ex = [json.loads(x) for x in (shared / "corpus/paradigm_exemplars.jsonl").read_text().splitlines() if x]
     _write(out / "exemplars.jsonl.gz", ex)

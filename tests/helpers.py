@@ -33,8 +33,11 @@ def terminal_output(*args: str, timeout: float = 300) -> tuple[int, bytes, str]:
     try:
         child = subprocess.run(
             [sys.executable, "-m", "tracker", *map(str, args)],
-            stdout=subprocess.PIPE, stderr=follower, timeout=timeout, check=False,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=timeout,
+            check=False,
+        )
         os.close(follower)
         shown = b""
         while True:
@@ -58,9 +61,19 @@ def run(*args: str) -> Result:
 def sync_args(db: Path, m: ArxivMirror, *extra: str) -> list[str]:
     """`tracker sync` pointed at the loopback mirror, with no politeness delay and fast retries."""
     return [
-        "sync", str(db), "--api-url", m.api_url, "--rss-url", m.rss_url, "--delay", "0",
-        "--backoff", "0.05", "--no-classify", *extra,
-    ]  # fmt: skip
+        "sync",
+        str(db),
+        "--api-url",
+        m.api_url,
+        "--rss-url",
+        m.rss_url,
+        "--delay",
+        "0",
+        "--backoff",
+        "0.05",
+        "--no-classify",
+        *extra,
+    ]
 
 
 def db_snapshot(path: Path) -> list[tuple]:

@@ -161,10 +161,12 @@ class OaiServer:
         if prefix not in self.records:
             return error_body("cannotDisseminateFormat", f"unknown metadataPrefix {prefix}")
         chosen = [
-            r for r in self.records[prefix]
-            if (not from_ or r.datestamp >= from_) and r.datestamp <= until
+            r
+            for r in self.records[prefix]
+            if (not from_ or r.datestamp >= from_)
+            and r.datestamp <= until
             and (not set_spec or any(s == set_spec or s.startswith(set_spec + ":") for s in r.sets))
-        ]  # fmt: skip
+        ]
         chosen.sort(key=lambda r: (r.datestamp, r.identifier))
         if not chosen:
             return error_body(

@@ -24,7 +24,16 @@ from tracker.fetch import PoliteSession
 
 RECORDS = [r for r in load_records("hepcrawl_*.xml") + load_records("excerpt_*.xml")]
 CATEGORIES = sorted({c for r in RECORDS for c in r.categories})
-SPRING_2016 = {"1603.00997", "1603.01251", "1603.05976", "1604.05585", "1606.04259", "1606.06775", "1606.07066", "1606.07538"}  # fmt: skip
+SPRING_2016 = {
+    "1603.00997",
+    "1603.01251",
+    "1603.05976",
+    "1604.05585",
+    "1606.04259",
+    "1606.06775",
+    "1606.07066",
+    "1606.07538",
+}
 BOMB = (
     b'<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;">'
     b'<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;">]>\n'
@@ -35,9 +44,22 @@ BOMB = (
 def backfill_args(db: Path, oai: OaiServer, start: str, end: str, *extra: str) -> list[str]:
     cats = [a for c in CATEGORIES for a in ("--category", c)]
     return [
-        "backfill", str(db), "--from", start, "--until", end, "--set", "physics", "--oai-url", oai.url,
-        "--delay", "0", "--no-classify", *cats, *extra,
-    ]  # fmt: skip
+        "backfill",
+        str(db),
+        "--from",
+        start,
+        "--until",
+        end,
+        "--set",
+        "physics",
+        "--oai-url",
+        oai.url,
+        "--delay",
+        "0",
+        "--no-classify",
+        *cats,
+        *extra,
+    ]
 
 
 def query(db: Path, sql: str, *params: object) -> list[tuple]:
@@ -91,7 +113,9 @@ def test_multi_page_harvest_stores_each_record_once_and_a_rerun_is_a_no_op(tmp_p
 def test_progress_bar_shows_rate_and_eta_on_a_terminal(tmp_path: Path) -> None:
     db = tmp_path / "papers.db"
     with OaiServer({"arXiv": RECORDS}, page_size=2) as oai:
-        status, stdout, line = run_on_terminal(*backfill_args(db, oai, "2016-03-01", "2016-07-31"), timeout=120)
+        status, stdout, line = run_on_terminal(
+            *backfill_args(db, oai, "2016-03-01", "2016-07-31"), timeout=120
+        )
     assert status == 0, line
     # The last update: everything done, the count, the rate, and no time left.
     assert re.fullmatch(r"backfill 100\.0% 9 records [\d,]+/s ETA -- done", line), line
@@ -101,8 +125,23 @@ def test_progress_bar_shows_rate_and_eta_on_a_terminal(tmp_path: Path) -> None:
 def test_only_configured_categories_are_kept(tmp_path: Path) -> None:
     db = tmp_path / "papers.db"
     with OaiServer({"arXiv": RECORDS}) as oai:
-        args = ["backfill", db, "--from", "2016-03-01", "--until", "2016-07-31", "--set", "physics",
-                "--oai-url", oai.url, "--delay", "0", "--no-classify", "--category", "hep-ex"]  # fmt: skip
+        args = [
+            "backfill",
+            db,
+            "--from",
+            "2016-03-01",
+            "--until",
+            "2016-07-31",
+            "--set",
+            "physics",
+            "--oai-url",
+            oai.url,
+            "--delay",
+            "0",
+            "--no-classify",
+            "--category",
+            "hep-ex",
+        ]
         result = run(*args)
     assert result.exit_code == 0, result.output
     assert paper_ids(db) == {"1603.01251", "1606.07538", "1607.00786"}
@@ -187,7 +226,13 @@ def test_a_server_repeating_a_resumption_token_is_stopped_not_followed_for_ever(
         def first_page_again(q: dict[str, str]) -> bytes:
             if "resumptionToken" in q:  # answer every continuation with the window's first page (and token)
                 _, prefix, set_spec, from_, until, _ = q["resumptionToken"].split("|")
-                q = {"verb": "ListRecords", "metadataPrefix": prefix, "set": set_spec, "from": from_, "until": until}
+                q = {
+                    "verb": "ListRecords",
+                    "metadataPrefix": prefix,
+                    "set": set_spec,
+                    "from": from_,
+                    "until": until,
+                }
             return original(q)
 
         oai._answer = first_page_again  # type: ignore[method-assign]
@@ -205,8 +250,9 @@ def test_killed_backfill_resumes_at_the_saved_token_without_duplicates(tmp_path:
     with OaiServer({"arXiv": RECORDS}, page_size=2) as oai:
         args = backfill_args(db, oai, "2016-03-01", "2017-12-31")
         oai.hold_at = 6  # Mar p1, Mar p2, Apr, May (empty), Jun p1, [Jun p2 held]
-        proc = subprocess.Popen([sys.executable, "-m", "tracker", *args], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tracker", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         try:
             assert oai.held.wait(60), proc.communicate(timeout=5)
             stored = paper_ids(db)
@@ -228,7 +274,15 @@ def test_killed_backfill_resumes_at_the_saved_token_without_duplicates(tmp_path:
         # The rerun starts with the saved token (June page 2), not at March.
         assert oai.requests[seen] == {"verb": "ListRecords", "resumptionToken": token_row[0][1]}
     assert "resumed at 2016-06-01..2016-06-30 (mid-window)" in done.stdout
-    expected = SPRING_2016 | {"1607.00786", "1706.05371", "1706.09418", "1707.00874", "1412.8323", "1507.07790", "1607.01710"}  # fmt: skip
+    expected = SPRING_2016 | {
+        "1607.00786",
+        "1706.05371",
+        "1706.09418",
+        "1707.00874",
+        "1412.8323",
+        "1507.07790",
+        "1607.01710",
+    }
     assert paper_ids(db) == expected
     assert query(db, "SELECT count(*) FROM paper_versions") == [(len(expected),)]
     assert query(db, "SELECT done, records FROM backfill_state") == [(1, len(expected))]
@@ -239,19 +293,40 @@ def test_arxivraw_old_style_id_keeps_its_version_history(tmp_path: Path) -> None
     db = tmp_path / "papers.db"
     with OaiServer({"arXivRaw": load_records("constructed_*.xml")}) as oai:
         result = run(
-            "backfill", db, "--from", "2016-05-01", "--until", "2016-05-31", "--set", "physics:hep-th",
-            "--metadata-prefix", "arXivRaw", "--category", "hep-th", "--oai-url", oai.url, "--delay", "0",
+            "backfill",
+            db,
+            "--from",
+            "2016-05-01",
+            "--until",
+            "2016-05-31",
+            "--set",
+            "physics:hep-th",
+            "--metadata-prefix",
+            "arXivRaw",
+            "--category",
+            "hep-th",
+            "--oai-url",
+            oai.url,
+            "--delay",
+            "0",
             "--no-classify",
-        )  # fmt: skip
+        )
         assert oai.requests[0]["metadataPrefix"] == "arXivRaw"
     assert result.exit_code == 0, result.output
     row = query(
         db, "SELECT arxiv_id, version, published, updated, authors, pdf_url, primary_category FROM papers"
     )
     assert row == [
-        ("hep-th/9901001", 3, "1999-01-01T12:00:00+00:00", "1999-09-07T17:05:10+00:00",
-         '["Ada Example", "Bo Sample", "Cy Placeholder"]', "https://arxiv.org/pdf/hep-th/9901001v3", "hep-th"),
-    ]  # fmt: skip
+        (
+            "hep-th/9901001",
+            3,
+            "1999-01-01T12:00:00+00:00",
+            "1999-09-07T17:05:10+00:00",
+            '["Ada Example", "Bo Sample", "Cy Placeholder"]',
+            "https://arxiv.org/pdf/hep-th/9901001v3",
+            "hep-th",
+        ),
+    ]
     assert query(db, "SELECT version, updated FROM paper_versions ORDER BY version") == [
         (1, "1999-01-01T12:00:00+00:00"),
         (2, "1999-03-15T09:30:00+00:00"),
@@ -322,10 +397,19 @@ def test_a_week_of_backfilled_papers_is_found_through_the_event_day_index(tmp_pa
 
 
 def test_backfill_report_summary_is_one_line_without_click():
-    report = BackfillReport(counts=store.Counts(new=2, updated=1), records=5, kept=3, windows=1, requests=2, restarts=1,
-                            resumed_from="2016-03-01..2016-03-31")  # fmt: skip
+    report = BackfillReport(
+        counts=store.Counts(new=2, updated=1),
+        records=5,
+        kept=3,
+        windows=1,
+        requests=2,
+        restarts=1,
+        resumed_from="2016-03-01..2016-03-31",
+    )
     assert report.summary() == (
         "backfill ok: 5 records in 1 window(s), 3 in the wanted categories: 2 new, 1 updated, 0 unchanged; "
         "2 requests, resumed at 2016-03-01..2016-03-31, 1 window restart(s) after an expired token"
     )
-    assert BackfillReport(already_done=True).summary().startswith("backfill: this range was already harvested")
+    assert (
+        BackfillReport(already_done=True).summary().startswith("backfill: this range was already harvested")
+    )

@@ -57,10 +57,13 @@ def db_path(tmp_path, records, monkeypatch):
 def _train(db_path, taxonomy, labels, records):
     db = store.open_db(db_path)
     return classify.train_from_db(
-        db, db_path, taxonomy, labels,
+        db,
+        db_path,
+        taxonomy,
+        labels,
         labelled=[r for r in records if r["kind"] != "corpus"],
         corpus=[r for r in records if r["kind"] == "corpus"],
-    )  # fmt: skip
+    )
 
 
 def _scores(model, papers):
@@ -72,11 +75,13 @@ def _scores(model, papers):
 
 def _fixture_training_set(labels, records, taxonomy=None):
     return classify.training_set(
-        labels, [], lambda ids: {},
+        labels,
+        [],
+        lambda ids: {},
         gated={t.slug for t in taxonomy.tags if t.requires_mllm} if taxonomy else (),
         labelled=[r for r in records if r["kind"] != "corpus"],
         corpus=[r for r in records if r["kind"] == "corpus"],
-    )  # fmt: skip
+    )
 
 
 def _tags(db_path):
@@ -96,13 +101,19 @@ def test_save_load_round_trip_gives_identical_scores(db_path, taxonomy, labels, 
     np.testing.assert_array_equal(_scores(report.model, records), _scores(loaded, records))
     assert set(sio.get_untrusted_types(file=model_path)) <= set(classify.TRUSTED_TYPES)
     assert meta["model_id"] == report.model_id and meta["label_hash"].startswith(labels.content_hash)
-    assert set(meta["cv"]) == {*loaded.model_tags, "relevance"} and {"M-ICL", "M-CoT", "LAVR"} <= set(loaded.model_tags)
+    assert set(meta["cv"]) == {*loaded.model_tags, "relevance"} and {"M-ICL", "M-CoT", "LAVR"} <= set(
+        loaded.model_tags
+    )
 
 
 def test_fast_tfidf_transform_equals_scikit_learns(db_path, taxonomy, labels, records):
     model = _train(db_path, taxonomy, labels, records).model
     texts = [classify.paper_text(r["title"], r["abstract"]) for r in records]
-    texts += ["", "zzqx unknownword", "Vision vision VISION-language model model. Model"]  # empty, no vocabulary, repeats
+    texts += [
+        "",
+        "zzqx unknownword",
+        "Vision vision VISION-language model model. Model",
+    ]  # empty, no vocabulary, repeats
     ours, theirs = classify.tfidf_transform(model.tfidf, texts), model.tfidf.transform(texts)
     assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
     assert (ours != theirs).nnz == 0 and np.array_equal(ours.indptr, theirs.indptr)
@@ -119,8 +130,15 @@ def test_fast_tfidf_transform_equals_scikit_learns(db_path, taxonomy, labels, re
 def test_tokenize_keeps_hyphenated_terms_and_drops_stop_words_and_numbers():
     text = "a chain-of-thought (cot) for gpt-4v: -based multi- and cross-modal, 3d 2024 ‘vqa’ αβ"
     assert classify.tokenize(text) == [
-        "chain-of-thought", "cot", "gpt-4v", "based", "multi", "cross-modal", "vqa", "αβ"
-    ]  # fmt: skip
+        "chain-of-thought",
+        "cot",
+        "gpt-4v",
+        "based",
+        "multi",
+        "cross-modal",
+        "vqa",
+        "αβ",
+    ]
 
 
 def test_a_model_saved_before_the_tokenizer_setting_loads_with_the_regex(db_path, taxonomy, labels, records):
@@ -348,8 +366,13 @@ def test_full_training_and_classify_through_the_cli(tmp_path, records, monkeypat
     monkeypatch.setenv("TRACKER_RULES", str(DEFAULT_RULES_DIR))
     path = tmp_path / "full.db"
     db = store.open_db(path)
-    store.save_papers(db, [{"arxiv_id": r["id"], "version": 1, "title": r["title"], "abstract": r["abstract"]}
-                           for r in records])  # type: ignore[misc]  # fmt: skip
+    store.save_papers(
+        db,
+        [
+            {"arxiv_id": r["id"], "version": 1, "title": r["title"], "abstract": r["abstract"]}
+            for r in records
+        ],
+    )  # type: ignore[misc]
     runner = CliRunner()
     result = runner.invoke(cli, ["train", str(path)], catch_exceptions=False)
     assert result.exit_code == 0 and "trained model" in result.output
@@ -401,20 +424,27 @@ def test_papers_the_model_never_saw_get_the_tags_a_reader_gives(tmp_path, taxono
     labels = type(all_labels)(kept, all_labels.path, "held-out", {lab.arxiv_id: lab for lab in kept})
     path = tmp_path / "unseen.db"
     db = store.open_db(path)
-    store.save_papers(db, [{"arxiv_id": r["id"], "version": 1, "title": r["title"], "abstract": r["abstract"]}
-                           for r in unseen])  # type: ignore[misc]  # fmt: skip
+    store.save_papers(
+        db,
+        [{"arxiv_id": r["id"], "version": 1, "title": r["title"], "abstract": r["abstract"]} for r in unseen],
+    )  # type: ignore[misc]
     classify.train_from_db(
-        db, path, taxonomy, labels,
+        db,
+        path,
+        taxonomy,
+        labels,
         labelled=[r for r in classify.load_bundled("labelled") if r["id"] not in held],
         corpus=[r for r in classify.load_bundled("corpus") if r["id"] not in held],
-    )  # fmt: skip
+    )
     classify.run_classify(db, path)
     facets = {t.slug: t.facet for t in taxonomy.tags}
     mostly: dict[str, list[bool]] = {}
     for r in unseen:
-        tags, mllm = db.conn.execute("SELECT tags, mllm FROM papers WHERE arxiv_id = ?", (r["id"],)).fetchone()
+        tags, mllm = db.conn.execute(
+            "SELECT tags, mllm FROM papers WHERE arxiv_id = ?", (r["id"],)
+        ).fetchone()
         tags = set(json.loads(tags))
-        expect, why = r["expect"], f'{r["id"]} ({r["why"]}): {sorted(tags)}'
+        expect, why = r["expect"], f"{r['id']} ({r['why']}): {sorted(tags)}"
         assert set(expect.get("has", [])) <= tags, why
         assert not set(expect.get("not", [])) & tags, why
         assert not {t for t in tags if facets[t] in expect.get("none_of_facets", [])}, why
@@ -440,7 +470,9 @@ def test_a_model_file_of_the_right_types_but_the_wrong_shape_is_one_line(db_path
         assert len(result.output.strip().splitlines()) == 1
 
 
-def test_a_removed_tag_does_not_teach_the_relevance_score_that_a_paper_is_not_mllm_work(taxonomy, labels, records):
+def test_a_removed_tag_does_not_teach_the_relevance_score_that_a_paper_is_not_mllm_work(
+    taxonomy, labels, records
+):
     """`tracker review` answers "n" mostly for MLLM papers near a gated tag's threshold: the answer says the
     paper lacks that tag, not that it is no MLLM work."""
     curated = next(lab for lab in labels.labels if "MIT" in lab.tags)
@@ -448,9 +480,13 @@ def test_a_removed_tag_does_not_teach_the_relevance_score_that_a_paper_is_not_ml
     gated = {t.slug for t in taxonomy.tags if t.requires_mllm}
     manual = [(curated.arxiv_id, "MIT", "remove"), (unlabelled, "MIT", "remove")]
     data = classify.training_set(
-        labels, manual, lambda ids: {i: (r["title"], r["abstract"]) for r in records for i in ids if r["id"] == i},
-        gated=gated, labelled=[r for r in records if r["kind"] != "corpus"], corpus=[],
-    )  # fmt: skip
+        labels,
+        manual,
+        lambda ids: {i: (r["title"], r["abstract"]) for r in records for i in ids if r["id"] == i},
+        gated=gated,
+        labelled=[r for r in records if r["kind"] != "corpus"],
+        corpus=[],
+    )
     row = {i: k for k, i in enumerate(data.ids)}
     assert data.mllm[row[curated.arxiv_id]] and data.known[row[curated.arxiv_id]]  # its labels say MIT
     assert not data.known[row[unlabelled]] and "MIT" not in data.tags[row[unlabelled]]
@@ -460,6 +496,8 @@ def test_a_removed_tag_does_not_teach_the_relevance_score_that_a_paper_is_not_ml
     X = vec.fit_transform(data.texts)
     hits = classify.RuleSet.hits([set() for _ in data.ids], tags)
     gated_cols = np.array([t in gated for t in tags])
-    fitted = classify.fit(X, hits, data.matrix(tags), data.mllm, gated_cols, classify.DEFAULT_PARAMS, data.known)
+    fitted = classify.fit(
+        X, hits, data.matrix(tags), data.mllm, gated_cols, classify.DEFAULT_PARAMS, data.known
+    )
     i = row[unlabelled]
     assert np.isnan(fitted.oof[i, -1]) and not np.isnan(fitted.oof[i, tags.index("MIT")])

@@ -30,8 +30,13 @@ def tracker_bin() -> str:
 
 def script_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    env.update(TRACKER_DB=str(tmp_path / "t.db"), TRACKER_LOG=str(tmp_path / "job.log"), TRACKER_BIN=tracker_bin(),
-               TRACKER_AUTH=str(tmp_path / "auth.json"), TRACKER_RULES=str(FIXTURES / "rules"))  # fmt: skip
+    env.update(
+        TRACKER_DB=str(tmp_path / "t.db"),
+        TRACKER_LOG=str(tmp_path / "job.log"),
+        TRACKER_BIN=tracker_bin(),
+        TRACKER_AUTH=str(tmp_path / "auth.json"),
+        TRACKER_RULES=str(FIXTURES / "rules"),
+    )
     env.update(extra)
     return env
 
@@ -49,8 +54,23 @@ def loaded_mirror(mirror, march_2024):
 
 
 def sync_args(mirror, *extra: str) -> str:
-    return " ".join(["--api-url", mirror.api_url, "--rss-url", mirror.rss_url, "--delay", "0",
-                     "--since", "2024-03-01", "--until", "2024-03-07", "--no-feed", "--no-classify", *extra])  # fmt: skip
+    return " ".join(
+        [
+            "--api-url",
+            mirror.api_url,
+            "--rss-url",
+            mirror.rss_url,
+            "--delay",
+            "0",
+            "--since",
+            "2024-03-01",
+            "--until",
+            "2024-03-07",
+            "--no-feed",
+            "--no-classify",
+            *extra,
+        ]
+    )
 
 
 def papers(db_path: Path) -> int:
@@ -76,8 +96,10 @@ def test_nightly_syncs_and_logs_with_timestamps(tmp_path, loaded_mirror):
 
 def test_nightly_failure_exits_non_zero_and_status_alerts(tmp_path):
     with socket_closed_port() as port:
-        args = f"--api-url http://127.0.0.1:{port}/api/query --delay 0 --retries 0 --timeout 2 --no-feed " \
-               "--since 2024-03-01 --until 2024-03-07"  # fmt: skip
+        args = (
+            f"--api-url http://127.0.0.1:{port}/api/query --delay 0 --retries 0 --timeout 2 --no-feed "
+            "--since 2024-03-01 --until 2024-03-07"
+        )
         result = run_script("nightly.sh", script_env(tmp_path, TRACKER_SYNC_ARGS=args))
     assert result.returncode != 0
     assert "nightly: FAILED" in log_lines(tmp_path)[-1]
@@ -154,8 +176,11 @@ def test_schedule_follows_arxivs_announcements():
     """Nightly after 20:00 US/Eastern on Sunday..Thursday; weekly on Monday morning, in both cron and systemd."""
     crontab = (CRON / "crontab.example").read_text()
     assert "CRON_TZ=America/New_York" in crontab
-    entries = {line.split()[-1].rsplit("/", 1)[-1]: line.split()[:5] for line in crontab.splitlines()
-               if line and not line.startswith("#") and "=" not in line}  # fmt: skip
+    entries = {
+        line.split()[-1].rsplit("/", 1)[-1]: line.split()[:5]
+        for line in crontab.splitlines()
+        if line and not line.startswith("#") and "=" not in line
+    }
     _minute, hour, _, _, dow = entries["nightly.sh"]
     assert int(hour) >= 20 and dow == "0-4"
     assert entries["weekly.sh"][4] == "1"

@@ -183,8 +183,14 @@ def test_table_search_box_goes_to_the_tagged_search(site: httpx.Client) -> None:
     page = site.get(plain.headers["location"])
     assert page.status_code == 200 and "Chain-of-Thought" in page.text
     # What the table page's search form submits ends there too, after Datasette tidies the address.
-    form = {"_search": "llava", "_filter_column": "", "_filter_op": "exact", "_filter_value": "",
-            "_sort": "published", "_sort_by_desc": "on"}  # fmt: skip
+    form = {
+        "_search": "llava",
+        "_filter_column": "",
+        "_filter_op": "exact",
+        "_filter_value": "",
+        "_sort": "published",
+        "_sort_by_desc": "on",
+    }
     landed = site.get("/papers/papers", params=form, follow_redirects=True)
     assert landed.status_code == 200 and landed.url.path == "/papers/search_with_tags"
     assert landed.url.params["q"] == "llava"
@@ -275,9 +281,20 @@ def test_plugins_cannot_write_even_through_a_write_query(db_path: Path, tmp_path
     )
     port = free_port()
     cmd = [
-        sys.executable, "-m", "datasette", "serve", str(db_path), "--metadata", str(metadata),
-        "--plugins-dir", str(DEFAULT_DB_DIR / "plugins"), "--port", str(port), "--host", "127.0.0.1",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "datasette",
+        "serve",
+        str(db_path),
+        "--metadata",
+        str(metadata),
+        "--plugins-dir",
+        str(DEFAULT_DB_DIR / "plugins"),
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+    ]
     proc = start(cmd, port, tmp_path / "datasette.log")
     target = sqlite3.connect(db_path).execute("SELECT arxiv_id FROM papers LIMIT 1").fetchone()[0]
     try:
@@ -367,7 +384,10 @@ def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         result = run("serve", db_path, "--port", str(port))
     assert result.exit_code == 2 and "Serving" not in result.stderr
-    assert result.stderr.strip() == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use (is another server using it?)"
+    assert (
+        result.stderr.strip()
+        == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use (is another server using it?)"
+    )
 
 
 # -- what readers see first (issue 12) ----------------------------------------------------------
@@ -411,4 +431,6 @@ def test_papers_table_offers_the_mllm_facet(site: httpx.Client, db_path: Path) -
     mllm_only = site.get("/papers/papers.json", params={"mllm": "1", "_shape": "objects"}).json()
     assert mllm_only["filtered_table_rows_count"] == counts[1]
     page = site.get("/papers/papers").text
-    assert 'data-column="mllm"' in page and "mllm=1" in page  # the facet, with a link that filters to MLLM work
+    assert (
+        'data-column="mllm"' in page and "mllm=1" in page
+    )  # the facet, with a link that filters to MLLM work

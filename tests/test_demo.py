@@ -9,7 +9,13 @@ import sys
 
 def test_demo_syncs_tags_and_is_idempotent(tmp_path):
     db = tmp_path / "demo.db"
-    first = subprocess.run([sys.executable, "-m", "tracker", "demo", str(db)], capture_output=True, text=True, timeout=600, check=False)
+    first = subprocess.run(
+        [sys.executable, "-m", "tracker", "demo", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert first.returncode == 0, first.stderr
     assert "Traceback" not in first.stderr
     conn = sqlite3.connect(db)
@@ -24,7 +30,13 @@ def test_demo_syncs_tags_and_is_idempotent(tmp_path):
     assert f"{papers} new" in first.stdout or "new," in first.stdout
     assert "Next, try" in first.stdout and f"tracker explain {db}" in first.stdout
 
-    second = subprocess.run([sys.executable, "-m", "tracker", "demo", str(db)], capture_output=True, text=True, timeout=600, check=False)
+    second = subprocess.run(
+        [sys.executable, "-m", "tracker", "demo", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert second.returncode == 0, second.stderr
     assert "0 new, 0 updated" in second.stdout
     conn = sqlite3.connect(db)

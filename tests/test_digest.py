@@ -55,8 +55,14 @@ def test_papers_grouped_by_facet_and_tag_strongest_first(tmp_path):
     assert result.exit_code == 0, result.output
     text = result.output
     # Facets in reader order (MLLM kind, topic, then paradigm), each tag heading with its count.
-    positions = [text.index(h) for h in ("== Kind of multimodal-LLM work ==", "== Research topic ==",
-                                         "== Vision foundation-model paradigm ==")]  # fmt: skip
+    positions = [
+        text.index(h)
+        for h in (
+            "== Kind of multimodal-LLM work ==",
+            "== Research topic ==",
+            "== Vision foundation-model paradigm ==",
+        )
+    ]
     assert positions == sorted(positions)
     assert "-- Conversational (2) --" in text
     assert "-- Hallucination (3) --" in text
@@ -155,8 +161,14 @@ def test_golden_text_under_fixed_clock(tmp_path, monkeypatch):
     records = corpus_records(6)
     db_path = make_week_db(tmp_path / "t.db", records)
     # Earlier weeks for the trend line.
-    old = [paper_row(r, day) for r, day in zip(corpus_records(12)[6:], ["2026-10-07", "2026-10-28", "2026-11-04",
-                                                                        "2026-11-05", "2026-11-11", "2026-11-12"], strict=True)]  # fmt: skip
+    old = [
+        paper_row(r, day)
+        for r, day in zip(
+            corpus_records(12)[6:],
+            ["2026-10-07", "2026-10-28", "2026-11-04", "2026-11-05", "2026-11-11", "2026-11-12"],
+            strict=True,
+        )
+    ]
     store.save_papers(store.open_db(db_path), old)
     add_tags(db_path, [(r["arxiv_id"], "hallucination", "topic", 0.8) for r in old])
     text = run("digest", "t.db", "--week", "2026-W47", "--now", NOW).output
@@ -173,7 +185,10 @@ def test_golden_text_under_fixed_clock(tmp_path, monkeypatch):
         (["--week", "next"], "expected an ISO week"),
         (["--week", "0001-W01"], "outside arXiv's years"),
         (["--since", "0001-01-01", "--until", "0001-02-01"], "outside arXiv's years"),
-        (["--since", "2026-11-31", "--until", "2026-12-02"], "--since '2026-11-31' is not a valid date (expected YYYY-MM-DD)"),
+        (
+            ["--since", "2026-11-31", "--until", "2026-12-02"],
+            "--since '2026-11-31' is not a valid date (expected YYYY-MM-DD)",
+        ),
         (["--until", "2026-11-16"], "--until needs --since"),
         (["--since", "2026-02-30"], "--since '2026-02-30' is not a valid date (expected YYYY-MM-DD)"),
         (["--week", "2026-W47", "--since", "2026-11-16", "--until", "2026-11-17"], "not both"),
@@ -200,7 +215,9 @@ def test_subscribe_validates_and_records(tmp_path):
     # The failed attempts changed nothing; a second subscribe replaces the tag choice.
     assert store.list_subscribers(store.open_db(db_path)) == [("a@example.org", ["hallucination"])]
     assert run("subscribe", str(db_path), "a@example.org", "--tag", "HALLUCINATION").exit_code == 0
-    assert store.list_subscribers(store.open_db(db_path)) == [("a@example.org", ["hallucination"])]  # as `label`
+    assert store.list_subscribers(store.open_db(db_path)) == [
+        ("a@example.org", ["hallucination"])
+    ]  # as `label`
     run("subscribe", str(db_path), "a@example.org")
     assert store.list_subscribers(store.open_db(db_path)) == [("a@example.org", [])]
     assert run("unsubscribe", str(db_path), "a@example.org").exit_code == 0
@@ -211,9 +228,23 @@ def test_subscribe_validates_and_records(tmp_path):
 
 def test_build_is_pure_and_uses_the_callers_clock():
     window = digest.parse_week("2026-W47")
-    rows = [{"arxiv_id": "2611.00001", "version": 1, "title": "T", "abstract": "A " * 300, "authors": '["X"]',
-             "primary_category": "cs.CV", "published": "2026-11-17T00:00:00+00:00", "announce_type": "new",
-             "abs_url": None, "tag": "MIT", "facet": "mllm", "score": 0.7, "source": "model"}]  # fmt: skip
+    rows = [
+        {
+            "arxiv_id": "2611.00001",
+            "version": 1,
+            "title": "T",
+            "abstract": "A " * 300,
+            "authors": '["X"]',
+            "primary_category": "cs.CV",
+            "published": "2026-11-17T00:00:00+00:00",
+            "announce_type": "new",
+            "abs_url": None,
+            "tag": "MIT",
+            "facet": "mllm",
+            "score": 0.7,
+            "source": "model",
+        }
+    ]
     taxonomy = digest.taxonomy_from_pairs([("MIT", "mllm")])
     now = datetime(2026, 11, 23, 6, tzinfo=timezone.utc)
     d = digest.build(rows, taxonomy, window, now, trend=[("MIT", "2026-11-16", 1), ("MIT", "2026-11-09", 4)])
@@ -239,8 +270,13 @@ def test_mllm_and_topic_sections_come_first_and_task_sections_list_mllm_work(tmp
     db_path = make_reader_db(tmp_path / "t.db", records)
     text = run("digest", str(db_path), "--week", "2026-W47", "--now", NOW).output
     # Reader order, whatever the taxonomy file's order (paradigm first there).
-    headings = ["== Kind of multimodal-LLM work ==", "== Research topic ==", "== Vision foundation-model paradigm ==",
-                "== MM-LLM building block ==", "== Classic vision task =="]  # fmt: skip
+    headings = [
+        "== Kind of multimodal-LLM work ==",
+        "== Research topic ==",
+        "== Vision foundation-model paradigm ==",
+        "== MM-LLM building block ==",
+        "== Classic vision task ==",
+    ]
     positions = [text.index(h) for h in headings]
     assert positions == sorted(positions)
     assert text.index("-- Multimodal instruction tuning (1) --") < text.index("-- Hallucination (1) --")
@@ -248,8 +284,12 @@ def test_mllm_and_topic_sections_come_first_and_task_sections_list_mllm_work(tmp
     # The summary table follows the same order.
     table = text.split("Papers per tag")[1].split("==")[0]
     assert [line.split()[0] for line in table.strip().splitlines()[1:]] == [
-        "Multimodal", "Hallucination", "Contrastive", "CLIP", "Object",
-    ]  # fmt: skip
+        "Multimodal",
+        "Hallucination",
+        "Contrastive",
+        "CLIP",
+        "Object",
+    ]
     # Task section: the mllm = 1 paper only; mllm = 0 and mllm NULL are left out, and the digest says so.
     tasks = task_section(text)
     assert "-- Object detection (1) --" in tasks
@@ -288,8 +328,13 @@ def test_all_tasks_and_a_chosen_task_tag_list_every_task_paper(tmp_path, monkeyp
 
 def test_reader_order_puts_unknown_facets_before_the_tasks():
     assert reading_order.sort_facets(["task", "paradigm", "extra", "mllm", "architecture", "topic"]) == [
-        "mllm", "topic", "paradigm", "architecture", "extra", "task",
-    ]  # fmt: skip
+        "mllm",
+        "topic",
+        "paradigm",
+        "architecture",
+        "extra",
+        "task",
+    ]
     assert reading_order.is_mllm({"mllm": 1}) and not reading_order.is_mllm({"mllm": None})
     assert not reading_order.is_mllm({})
 

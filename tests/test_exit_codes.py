@@ -29,7 +29,15 @@ def free_port() -> int:
 
 def test_every_error_class_is_covered_here():
     classes = {c.__name__ for c in vars(errors).values() if isinstance(c, type) and issubclass(c, Exception)}
-    assert classes == {"TrackerError", "ConfigError", "InputError", "FetchError", "LockedError", "ModelError", "MailError"}
+    assert classes == {
+        "TrackerError",
+        "ConfigError",
+        "InputError",
+        "FetchError",
+        "LockedError",
+        "ModelError",
+        "MailError",
+    }
 
 
 def test_config_error_exits_2(tmp_path, mirror):
@@ -48,7 +56,9 @@ def test_input_error_exits_1(tmp_path):
 
 def test_fetch_error_exits_1(tmp_path, mirror: ArxivMirror):
     mirror.faults.extend(Fault(status=503) for _ in range(3))
-    result = run(*sync_args(tmp_path / "t.db", mirror, "--retries", "1", "--no-feed", "--since", "2024-03-01"))
+    result = run(
+        *sync_args(tmp_path / "t.db", mirror, "--retries", "1", "--no-feed", "--since", "2024-03-01")
+    )
     assert result.exit_code == errors.FetchError.exit_code == 1
     assert "gave up after 2 attempts" in result.stderr
 

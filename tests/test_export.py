@@ -82,8 +82,14 @@ def parse_bibtex(text: str) -> list[dict]:
 def test_bibtex_parses_with_arxiv_eprint_fields(db_path: Path) -> None:
     # bibtexparser 1.x takes about 10 ms an entry, so a recent slice of the database is parsed
     entries = parse_bibtex(export(db_path, "--format", "bibtex", "--since", "2026-06-01"))
-    ids = [r[0] for r in query(db_path, "SELECT arxiv_id FROM papers WHERE coalesce(announced, "
-                               "substr(updated, 1, 10), substr(published, 1, 10)) >= '2026-06-01'")]  # fmt: skip
+    ids = [
+        r[0]
+        for r in query(
+            db_path,
+            "SELECT arxiv_id FROM papers WHERE coalesce(announced, "
+            "substr(updated, 1, 10), substr(published, 1, 10)) >= '2026-06-01'",
+        )
+    ]
     assert len(ids) > 100 and sorted(e["eprint"] for e in entries) == sorted(ids)
     assert len({e["ID"] for e in entries}) == len(entries)  # keys are unique
     assert all(
@@ -108,10 +114,16 @@ def test_bibtex_keeps_real_latex_and_special_characters(db_path: Path) -> None:
 
 def test_bibtex_survives_unbalanced_braces() -> None:
     row = {
-        "arxiv_id": "2401.00001", "title": "A {broken} title} with 50% & #1", "authors": ["Ada Lovelace", "Plato"],
-        "published": "2024-01-02T00:00:00+00:00", "primary_category": "cs.CV", "tags": [],
-        "abs_url": "https://arxiv.org/abs/2401.00001", "doi": None, "journal_ref": None,
-    }  # fmt: skip
+        "arxiv_id": "2401.00001",
+        "title": "A {broken} title} with 50% & #1",
+        "authors": ["Ada Lovelace", "Plato"],
+        "published": "2024-01-02T00:00:00+00:00",
+        "primary_category": "cs.CV",
+        "tags": [],
+        "abs_url": "https://arxiv.org/abs/2401.00001",
+        "doi": None,
+        "journal_ref": None,
+    }
     entry = bibtexparser.loads("".join(render_chunks("bibtex", [row]))).entries[0]
     assert entry["title"] == r"A broken title with 50\% \& \#1"
     assert entry["author"] == "Lovelace, Ada and {Plato}"
@@ -130,9 +142,11 @@ def test_markdown_renders_every_tag_section_newest_first(db_path: Path) -> None:
         t.slug for t in sorted(tags, key=lambda t: facet_rank(t.facet))
     ]
     facets = re.findall(r"<h2>(.*?)</h2>", html)
-    assert facets[0] == "Contents" and set(facets[1:]) == {taxonomy_facet.title for taxonomy_facet in
-                                                          taxonomy.facets if any(t.facet == taxonomy_facet.name
-                                                                                 for t in tags)}  # fmt: skip
+    assert facets[0] == "Contents" and set(facets[1:]) == {
+        taxonomy_facet.title
+        for taxonomy_facet in taxonomy.facets
+        if any(t.facet == taxonomy_facet.name for t in tags)
+    }
     for section in text.split("\n### ")[1:]:
         days = re.findall(r"\)\*\* · (?:.*? · )?(\d{4}-\d{2}-\d{2}) ·", section)
         assert days and days == sorted(days, reverse=True)
@@ -237,15 +251,24 @@ def test_out_never_replaces_the_database_or_a_special_file(db_path: Path, tmp_pa
 
 def test_a_full_disk_behind_stdout_is_an_error_not_a_success(db_path: Path) -> None:
     with open("/dev/full", "w") as full:
-        child = subprocess.run([sys.executable, "-m", "tracker", "export", str(db_path)], stdout=full,
-                               stderr=subprocess.PIPE, text=True, timeout=300, check=False)  # fmt: skip
+        child = subprocess.run(
+            [sys.executable, "-m", "tracker", "export", str(db_path)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+            check=False,
+        )
     assert child.returncode == 1
     assert child.stderr.strip() == "Error: No space left on device"
 
 
 def test_a_reader_that_stops_early_ends_the_export_quietly(db_path: Path) -> None:
-    export_ = subprocess.Popen([sys.executable, "-m", "tracker", "export", str(db_path)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)  # fmt: skip
+    export_ = subprocess.Popen(
+        [sys.executable, "-m", "tracker", "export", str(db_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert export_.stdout is not None and export_.stderr is not None
     first = export_.stdout.read(100)  # like `| head -c 100`
     export_.stdout.close()
@@ -257,13 +280,30 @@ def test_out_dev_stdout_writes_where_stdout_goes(db_path: Path, tmp_path: Path) 
     log = tmp_path / "log.txt"
     log.write_text("earlier line\n")
     with open(log, "a") as appended:  # `tracker export ... --out /dev/stdout >> log.txt`
-        child = subprocess.run([sys.executable, "-m", "tracker", "export", str(db_path), "--format", "csv",
-                                "--out", "/dev/stdout"], stdout=appended, stderr=subprocess.PIPE, text=True,
-                               timeout=300, check=False)  # fmt: skip
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tracker",
+                "export",
+                str(db_path),
+                "--format",
+                "csv",
+                "--out",
+                "/dev/stdout",
+            ],
+            stdout=appended,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+            check=False,
+        )
     assert child.returncode == 0, child.stderr
     lines = log.read_text().splitlines()
     assert lines[0] == "earlier line" and lines[1].startswith("arxiv_id,")  # appended, not replaced
-    assert Path("/dev/stdout").is_symlink() or Path("/dev/stdout").is_char_device()  # the device is still there
+    assert (
+        Path("/dev/stdout").is_symlink() or Path("/dev/stdout").is_char_device()
+    )  # the device is still there
 
 
 def test_markdown_follows_reader_order_and_lists_only_mllm_work_under_tasks(
@@ -276,9 +316,13 @@ def test_markdown_follows_reader_order_and_lists_only_mllm_work_under_tasks(
     assert result.exit_code == 0, result.stderr
     html = MarkdownIt().render(result.stdout)
     assert re.findall(r"<h2>(.*?)</h2>", html) == [
-        "Contents", "Kind of multimodal-LLM work", "Research topic", "Vision foundation-model paradigm",
-        "MM-LLM building block", "Classic vision task",
-    ]  # fmt: skip
+        "Contents",
+        "Kind of multimodal-LLM work",
+        "Research topic",
+        "Vision foundation-model paradigm",
+        "MM-LLM building block",
+        "Classic vision task",
+    ]
     tasks = result.stdout.split("## Classic vision task")[1]
     assert records[6]["title"] in tasks  # mllm = 1
     assert records[5]["title"] not in result.stdout and records[7]["title"] not in result.stdout  # 0 and NULL
@@ -298,9 +342,9 @@ HOSTILE_DOI = "10.1/x}, url={https://evil.example/}}\n@misc{x,"
 HOSTILE = {
     "arxiv_id": "2401.66666",
     "version": 1,
-    "title": "=HYPERLINK(\"https://evil.example\",\"click\") [pwn](https://evil.example/t) <img src=x onerror=alert(1)> "
-             r"\input{/etc/passwd} \href{https://evil.example}{x} ^^5cwrite18{id} \lstinputlisting{/etc/passwd} "
-             r"\ExplSyntaxOn \file_input:n {/etc/passwd} \textit{kept}",
+    "title": '=HYPERLINK("https://evil.example","click") [pwn](https://evil.example/t) <img src=x onerror=alert(1)> '
+    r"\input{/etc/passwd} \href{https://evil.example}{x} ^^5cwrite18{id} \lstinputlisting{/etc/passwd} "
+    r"\ExplSyntaxOn \file_input:n {/etc/passwd} \textit{kept}",
     "abstract": "<script>alert(1)</script>\n@misc{abs, title={x}}",
     "authors": ["@SUM(1+1)*cmd|' /C calc'!A0", "-2+3 <script>alert(2)</script>", "Eve }, title = {Pwned"],
     "primary_category": "[cs.CV](https://evil.example/c) <img src=x>",
@@ -313,7 +357,7 @@ HOSTILE = {
     "doi": HOSTILE_DOI,
     "abs_url": "javascript:alert(document.cookie)",
     "pdf_url": "https://evil.example/arxiv.org/pdf/2401.66666",
-}  # fmt: skip
+}
 HOSTILE_TAG = ("+x](https://evil.example/tag) <script>alert(5)</script>", "topic")
 
 
@@ -323,12 +367,22 @@ def hostile_db(tmp_path: Path) -> Path:
     path = tmp_path / "hostile.db"
     db = store.open_db(path)
     plain = {
-        **HOSTILE, "arxiv_id": "2401.00002", "title": "A plain paper about visual reasoning", "abstract": "Plain.",
-        "authors": ["Ada Lovelace"], "primary_category": "cs.CV", "categories": ["cs.CV"],
-        "published": "2026-11-17T01:00:00+00:00", "updated": "2026-11-17T01:00:00+00:00", "announced": "2026-11-17",
-        "comment": None, "journal_ref": None, "doi": None, "abs_url": "https://arxiv.org/abs/2401.00002",
+        **HOSTILE,
+        "arxiv_id": "2401.00002",
+        "title": "A plain paper about visual reasoning",
+        "abstract": "Plain.",
+        "authors": ["Ada Lovelace"],
+        "primary_category": "cs.CV",
+        "categories": ["cs.CV"],
+        "published": "2026-11-17T01:00:00+00:00",
+        "updated": "2026-11-17T01:00:00+00:00",
+        "announced": "2026-11-17",
+        "comment": None,
+        "journal_ref": None,
+        "doi": None,
+        "abs_url": "https://arxiv.org/abs/2401.00002",
         "pdf_url": "http://arxiv.org/pdf/2401.00002v1",
-    }  # fmt: skip
+    }
     store.save_papers(db, [HOSTILE, plain])  # type: ignore[list-item]
     with db.atomic():  # as the classifier writes them
         db.conn.executemany(
@@ -351,11 +405,23 @@ def test_bibtex_carries_hostile_fields_inertly(hostile_db: Path) -> None:
     # the DOI is one field whose text is the DOI, percent-encoded where a URL or BibTeX cannot hold it raw
     assert hostile["doi"] == "10.1/x%7D,%20url=%7Bhttps://evil.example/%7D%7D%20@misc%7Bx,"
     assert set(hostile) <= {
-        "ENTRYTYPE", "ID", "title", "author", "year", "eprint", "archiveprefix", "primaryclass", "url", "doi",
-        "note", "keywords",
-    }  # fmt: skip
+        "ENTRYTYPE",
+        "ID",
+        "title",
+        "author",
+        "year",
+        "eprint",
+        "archiveprefix",
+        "primaryclass",
+        "url",
+        "doi",
+        "note",
+        "keywords",
+    }
     # typeset as text, never run by TeX; formatting commands are kept
-    assert not re.search(r"(?<!\\)\\(?!textbackslash |textit)[A-Za-z]|\^\^", hostile["title"]), hostile["title"]
+    assert not re.search(r"(?<!\\)\\(?!textbackslash |textit)[A-Za-z]|\^\^", hostile["title"]), hostile[
+        "title"
+    ]
     assert r"\textit{kept}" in hostile["title"]
     assert hostile["year"] == "2026"  # from the announcement day: "<img" is no year
     for value in hostile.values():
@@ -412,7 +478,9 @@ def test_jsonl_keeps_one_record_per_line_for_any_line_splitter(hostile_db: Path)
     assert records[0]["title"] == title and records[0]["doi"] == HOSTILE_DOI
 
 
-def test_out_never_replaces_the_live_wal_of_a_database_opened_through_a_symlink(db_path: Path, tmp_path: Path) -> None:
+def test_out_never_replaces_the_live_wal_of_a_database_opened_through_a_symlink(
+    db_path: Path, tmp_path: Path
+) -> None:
     """SQLite names the -wal after the file a symlink points to, not after the link: a cold review replaced
     the live -wal (transactions not yet checkpointed) through `export link.db --out real.db-wal`."""
     folder = tmp_path / "sl"

@@ -138,8 +138,18 @@ def test_gzip_bomb_is_refused_in_one_line_with_little_memory(tmp_path: Path) -> 
 
     db = tmp_path / "t.db"
     with Loopback(handle) as server:
-        args = ["sync", str(db), "--api-url", f"{server.url}/api/query", "--delay", "0", "--backoff", "0.05",
-                "--no-classify", *WINDOW]  # fmt: skip
+        args = [
+            "sync",
+            str(db),
+            "--api-url",
+            f"{server.url}/api/query",
+            "--delay",
+            "0",
+            "--backoff",
+            "0.05",
+            "--no-classify",
+            *WINDOW,
+        ]
         child = subprocess.run(
             [sys.executable, "-c", PEAK_MEMORY, *args],
             capture_output=True,
@@ -176,8 +186,22 @@ def test_a_trickling_body_fails_at_the_deadline_in_one_line(tmp_path: Path) -> N
     db = tmp_path / "t.db"
     with Loopback(handle) as server:
         started = time.monotonic()
-        result = run("sync", db, "--api-url", f"{server.url}/api/query", "--delay", "0", "--no-classify",
-                     "--timeout", "1", "--deadline", "2", "--retries", "0", *WINDOW)  # fmt: skip
+        result = run(
+            "sync",
+            db,
+            "--api-url",
+            f"{server.url}/api/query",
+            "--delay",
+            "0",
+            "--no-classify",
+            "--timeout",
+            "1",
+            "--deadline",
+            "2",
+            "--retries",
+            "0",
+            *WINDOW,
+        )
         took = time.monotonic() - started
     print(f"a body trickling one byte every 0.5 s was given up after {took:.1f} s (deadline 2 s)")
     assert result.exit_code == 1, result.output
@@ -212,8 +236,22 @@ def test_a_server_trickling_before_any_body_byte_fails_at_the_deadline(tmp_path:
     db = tmp_path / "t.db"
     with Loopback(handle) as server:
         started = time.monotonic()
-        result = run("sync", db, "--api-url", f"{server.url}/api/query", "--delay", "0", "--no-classify",
-                     "--timeout", "1", "--deadline", "2", "--retries", "0", *WINDOW)  # fmt: skip
+        result = run(
+            "sync",
+            db,
+            "--api-url",
+            f"{server.url}/api/query",
+            "--delay",
+            "0",
+            "--no-classify",
+            "--timeout",
+            "1",
+            "--deadline",
+            "2",
+            "--retries",
+            "0",
+            *WINDOW,
+        )
         took = time.monotonic() - started
     print(f"a server stalling in its {stall} was given up after {took:.1f} s (deadline 2 s)")
     assert result.exit_code == 1, result.output
@@ -273,10 +311,27 @@ def tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
     """A server context with a throwaway self-signed certificate for 127.0.0.1, trusted by requests."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -327,8 +382,20 @@ def test_redirect_rule(old: str, new: str, allowed: bool) -> None:
 def test_no_network_is_one_short_line_naming_the_host_and_the_option(tmp_path: Path) -> None:
     port = dead_port()
     db = tmp_path / "t.db"
-    result = run("sync", db, "--api-url", f"http://127.0.0.1:{port}/api/query", "--delay", "0",
-                 "--backoff", "0.05", "--retries", "2", "--no-classify", *WINDOW)  # fmt: skip
+    result = run(
+        "sync",
+        db,
+        "--api-url",
+        f"http://127.0.0.1:{port}/api/query",
+        "--delay",
+        "0",
+        "--backoff",
+        "0.05",
+        "--retries",
+        "2",
+        "--no-classify",
+        *WINDOW,
+    )
     assert result.exit_code == 1
     (line,) = errors(result.stderr)
     assert f"127.0.0.1:{port}" in line and "connection refused" in line and "--api-url" in line, line
@@ -339,9 +406,20 @@ def test_no_network_is_one_short_line_naming_the_host_and_the_option(tmp_path: P
 
 def test_no_network_on_a_terminal_says_what_it_is_waiting_for(tmp_path: Path) -> None:
     port = dead_port()
-    code, _, shown = terminal_output("sync", tmp_path / "t.db", "--api-url", f"http://127.0.0.1:{port}/api/query",
-                                     "--delay", "0", "--backoff", "0.05", "--retries", "2", "--no-classify",
-                                     *WINDOW)  # fmt: skip
+    code, _, shown = terminal_output(
+        "sync",
+        tmp_path / "t.db",
+        "--api-url",
+        f"http://127.0.0.1:{port}/api/query",
+        "--delay",
+        "0",
+        "--backoff",
+        "0.05",
+        "--retries",
+        "2",
+        "--no-classify",
+        *WINDOW,
+    )
     assert code == 1
     assert f"waiting for 127.0.0.1:{port} (retry 1 of 2 in 0 s)" in shown, shown
     assert f"waiting for 127.0.0.1:{port} (retry 2 of 2 in 0 s)" in shown, shown
@@ -350,8 +428,9 @@ def test_no_network_on_a_terminal_says_what_it_is_waiting_for(tmp_path: Path) ->
 def test_no_network_for_the_feed_names_the_feed_option(tmp_path, mirror, march_2024):
     mirror.add(march_2024[:30])
     port = dead_port()
-    result = run(*sync_args(tmp_path / "t.db", mirror, "--rss-url", f"http://127.0.0.1:{port}/rss",
-                            "--retries", "1"))  # fmt: skip
+    result = run(
+        *sync_args(tmp_path / "t.db", mirror, "--rss-url", f"http://127.0.0.1:{port}/rss", "--retries", "1")
+    )
     assert result.exit_code == 1
     (line,) = errors(result.stderr)
     assert f"127.0.0.1:{port}" in line and "--rss-url" in line and len(line) < 150, line
@@ -359,8 +438,19 @@ def test_no_network_for_the_feed_names_the_feed_option(tmp_path, mirror, march_2
 
 def test_no_network_for_the_backfill_names_the_oai_option(tmp_path: Path) -> None:
     port = dead_port()
-    result = run("backfill", tmp_path / "t.db", "--from", "2016-04-01", "--until", "2016-04-30",
-                 "--oai-url", f"http://127.0.0.1:{port}/oai", "--delay", "0", "--no-classify")  # fmt: skip
+    result = run(
+        "backfill",
+        tmp_path / "t.db",
+        "--from",
+        "2016-04-01",
+        "--until",
+        "2016-04-30",
+        "--oai-url",
+        f"http://127.0.0.1:{port}/oai",
+        "--delay",
+        "0",
+        "--no-classify",
+    )
     assert result.exit_code == 1
     (line,) = errors(result.stderr)
     assert f"127.0.0.1:{port}" in line and "--oai-url" in line and "verb=" not in line, line

@@ -15,12 +15,20 @@ from tracker.ids import is_arxiv_id, parse_arxiv_id
 @pytest.mark.parametrize(
     "pasted",
     [
-        "2506.04039", "2506.04039v2", "arXiv:2506.04039", "arxiv:2506.04039v3", " 2506.04039 ",
-        "https://arxiv.org/abs/2506.04039v2", "http://arxiv.org/abs/2506.04039", "https://arxiv.org/pdf/2506.04039v2",
-        "https://arxiv.org/pdf/2506.04039v2.pdf", "https://export.arxiv.org/abs/2506.04039?context=cs",
-        "https://www.arxiv.org/abs/2506.04039/", "oai:arXiv.org:2506.04039",
+        "2506.04039",
+        "2506.04039v2",
+        "arXiv:2506.04039",
+        "arxiv:2506.04039v3",
+        " 2506.04039 ",
+        "https://arxiv.org/abs/2506.04039v2",
+        "http://arxiv.org/abs/2506.04039",
+        "https://arxiv.org/pdf/2506.04039v2",
+        "https://arxiv.org/pdf/2506.04039v2.pdf",
+        "https://export.arxiv.org/abs/2506.04039?context=cs",
+        "https://www.arxiv.org/abs/2506.04039/",
+        "oai:arXiv.org:2506.04039",
     ],
-)  # fmt: skip
+)
 def test_ids_as_people_paste_them(pasted: str) -> None:
     assert parse_arxiv_id(pasted) == "2506.04039"
 
@@ -48,7 +56,9 @@ def test_an_id_with_a_newline_inside_is_not_an_id() -> None:
 
 def test_label_and_explain_take_pasted_ids_and_refuse_others_in_one_line(tmp_path: Path) -> None:
     db_path = tmp_path / "papers.db"
-    store.save_papers(store.open_db(db_path), [{"arxiv_id": "2506.04039", "version": 2, "title": "T", "abstract": "A"}])  # type: ignore[list-item]
+    store.save_papers(
+        store.open_db(db_path), [{"arxiv_id": "2506.04039", "version": 2, "title": "T", "abstract": "A"}]
+    )  # type: ignore[list-item]
     runner = CliRunner()
     added = runner.invoke(cli, ["label", str(db_path), "https://arxiv.org/abs/2506.04039v2", "MIT"])
     assert added.exit_code == 0, added.output

@@ -55,8 +55,21 @@ def week_db(tmp_path):
 
 
 def send(db_path, port, *extra, week="2026-W47"):
-    args = ["digest", str(db_path), "--week", week, "--send", "--smtp-host", "127.0.0.1", "--smtp-port", str(port),
-            "--plain", "--from", "tracker@example.org", *extra]  # fmt: skip
+    args = [
+        "digest",
+        str(db_path),
+        "--week",
+        week,
+        "--send",
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        str(port),
+        "--plain",
+        "--from",
+        "tracker@example.org",
+        *extra,
+    ]
     return CliRunner().invoke(cli, args, catch_exceptions=False)
 
 
@@ -160,8 +173,13 @@ def test_a_paper_is_not_sent_twice_unless_revised(inbox, tmp_path):
     db = store.open_db(db_path)
     # Next week: a new paper, a revision (v2) of one already sent, and one sent paper announced again
     # at the same version (a cross-list): only the first two may come.
-    store.save_papers(db, [paper_row(records[4], "2026-11-24"),
-                           paper_row(records[0], "2026-11-25", version=2, published="2026-11-18T01:00:00+00:00")])  # fmt: skip
+    store.save_papers(
+        db,
+        [
+            paper_row(records[4], "2026-11-24"),
+            paper_row(records[0], "2026-11-25", version=2, published="2026-11-18T01:00:00+00:00"),
+        ],
+    )
     add_tags(db_path, [(records[4]["id"], "MIT", "mllm", 0.9)])
     with db.atomic():
         db.conn.execute("UPDATE papers SET announced = '2026-11-26' WHERE arxiv_id = ?", (records[1]["id"],))
@@ -246,8 +264,21 @@ def test_password_has_no_option_and_plain_login_elsewhere_is_refused(week_db, mo
     result = CliRunner().invoke(cli, ["digest", str(db_path), "--send", "--smtp-password", "x"])
     assert result.exit_code == 2 and "No such option" in result.output
     monkeypatch.setenv("TRACKER_SMTP_PASSWORD", PASSWORD)
-    result = CliRunner().invoke(cli, ["digest", str(db_path), "--send", "--to", "a@example.org", "--plain",
-                                      "--smtp-host", "mail.example.org", "--smtp-user", "me@example.org"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        [
+            "digest",
+            str(db_path),
+            "--send",
+            "--to",
+            "a@example.org",
+            "--plain",
+            "--smtp-host",
+            "mail.example.org",
+            "--smtp-user",
+            "me@example.org",
+        ],
+    )
     assert result.exit_code != 0 and "refusing to send the SMTP password unencrypted" in result.output
     assert digests_rows(db_path) == {}
 
@@ -271,10 +302,16 @@ def test_auth_writes_a_600_file_with_hidden_password(tmp_path):
         (b"{not json", 0o600, "not valid JSON (line 1)"),
         (b'["smtp_host"]', 0o600, "expected a JSON object"),
         (b'{"smtp_host": "\xff\xfe"}', 0o600, "not UTF-8 text"),
-        (b'{"smtp_host": "127.0.0.1", "smtp_from": "a@example.org", "smtp_timeout": "-5"}', 0o600,
-         "smtp_timeout '-5': expected seconds between 0 and 3600"),
-        (b'{"smtp_host": "127.0.0.1", "smtp_from": "a@example.org", "smtp_timeout": "nan"}', 0o600,
-         "smtp_timeout 'nan': expected seconds"),
+        (
+            b'{"smtp_host": "127.0.0.1", "smtp_from": "a@example.org", "smtp_timeout": "-5"}',
+            0o600,
+            "smtp_timeout '-5': expected seconds between 0 and 3600",
+        ),
+        (
+            b'{"smtp_host": "127.0.0.1", "smtp_from": "a@example.org", "smtp_timeout": "nan"}',
+            0o600,
+            "smtp_timeout 'nan': expected seconds",
+        ),
         (None, 0o700, "not a file"),
     ],
 )
@@ -286,7 +323,9 @@ def test_bad_auth_file_is_one_line_error_and_nothing_is_sent(week_db, tmp_path, 
     else:
         auth.write_bytes(content)
     os.chmod(auth, mode)
-    result = CliRunner().invoke(cli, ["digest", str(db_path), "--week", "2026-W47", "--send", "--to", "a@example.org"])
+    result = CliRunner().invoke(
+        cli, ["digest", str(db_path), "--week", "2026-W47", "--send", "--to", "a@example.org"]
+    )
     assert result.exit_code != 0 and message in result.output, result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert sqlite3.connect(db_path).execute("SELECT count(*) FROM digests").fetchone()[0] == 0
@@ -301,9 +340,28 @@ def tls_files(tmp_path):
     if not shutil.which("openssl"):
         pytest.skip("openssl is needed to make a test certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -320,8 +378,12 @@ def test_tls_and_login(week_db, tls_files, monkeypatch, security):
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     box = Inbox()
-    common = {"hostname": "127.0.0.1", "port": free_port(), "authenticator": Authenticator("reader", PASSWORD),
-              "auth_required": True}  # fmt: skip
+    common = {
+        "hostname": "127.0.0.1",
+        "port": free_port(),
+        "authenticator": Authenticator("reader", PASSWORD),
+        "auth_required": True,
+    }
     if security == "--starttls":
         controller = Controller(InboxHandler(box), tls_context=context, require_starttls=True, **common)
     else:
@@ -331,9 +393,24 @@ def test_tls_and_login(week_db, tls_files, monkeypatch, security):
     try:
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client verifies the server against this CA
         monkeypatch.setenv("TRACKER_SMTP_PASSWORD", PASSWORD)
-        args = ["digest", str(db_path), "--week", "2026-W47", "--send", "--to", "a@example.org", security,
-                "--smtp-host", "127.0.0.1", "--smtp-port", str(controller.port), "--smtp-user", "reader",
-                "--from", "tracker@example.org"]  # fmt: skip
+        args = [
+            "digest",
+            str(db_path),
+            "--week",
+            "2026-W47",
+            "--send",
+            "--to",
+            "a@example.org",
+            security,
+            "--smtp-host",
+            "127.0.0.1",
+            "--smtp-port",
+            str(controller.port),
+            "--smtp-user",
+            "reader",
+            "--from",
+            "tracker@example.org",
+        ]
         result = CliRunner().invoke(cli, args, catch_exceptions=False)
         assert result.exit_code == 0, result.output
         assert [str(m["To"]) for m in box.messages] == ["a@example.org"]
@@ -380,7 +457,9 @@ def test_subscribe_refuses_bad_addresses_in_one_line(week_db, address, message):
 def store_bad_subscriber(db_path, address):
     """A row written before subscribe validated addresses (or by hand): send time must catch it."""
     with sqlite3.connect(db_path) as conn:
-        conn.execute("INSERT INTO subscribers (email, tags, created) VALUES (?, '[]', '2026-01-01')", (address,))
+        conn.execute(
+            "INSERT INTO subscribers (email, tags, created) VALUES (?, '[]', '2026-01-01')", (address,)
+        )
 
 
 @pytest.mark.parametrize("bad", ["b\u2028@example.org", "<b@example.org>", "b@example..org"])
@@ -434,20 +513,29 @@ def test_database_write_failing_after_acceptance_does_not_resend(inbox, week_db)
     for email in ("a@example.org", "b@example.org", "c@example.org"):
         subscribe(db_path, email)
     with sqlite3.connect(db_path) as conn:  # SQLite's own SQLITE_FULL text, on the `sent` write of b only
-        conn.execute("CREATE TRIGGER disk_full BEFORE UPDATE OF state ON digests "
-                     "WHEN NEW.state = 'sent' AND NEW.recipient = 'b@example.org' "
-                     "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")  # fmt: skip
+        conn.execute(
+            "CREATE TRIGGER disk_full BEFORE UPDATE OF state ON digests "
+            "WHEN NEW.state = 'sent' AND NEW.recipient = 'b@example.org' "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
     stopped = send(db_path, inbox.port)
     assert stopped.exit_code != 0
     assert "Traceback" not in stopped.output
-    assert "accepted 2026-W47 for b@example.org" in stopped.output and "database or disk is full" in stopped.output
+    assert (
+        "accepted 2026-W47 for b@example.org" in stopped.output
+        and "database or disk is full" in stopped.output
+    )
     assert sorted(inbox.by_recipient()) == ["a@example.org", "b@example.org"]  # stopped before c
     with sqlite3.connect(db_path) as conn:
         conn.execute("DROP TRIGGER disk_full")
     retry = send(db_path, inbox.port)
     assert retry.exit_code == 0, retry.output
     received = inbox.by_recipient()
-    assert {k: len(v) for k, v in received.items()} == {"a@example.org": 1, "b@example.org": 1, "c@example.org": 1}
+    assert {k: len(v) for k, v in received.items()} == {
+        "a@example.org": 1,
+        "b@example.org": 1,
+        "c@example.org": 1,
+    }
     row = digests_rows(db_path)[("b@example.org", "2026-W47")]
     assert row["state"] == "sent" and row["papers"] == 12
     assert row["message_id"] == received["b@example.org"][0]["Message-ID"]
@@ -491,7 +579,10 @@ def test_list_unsubscribe_and_the_real_commands_in_both_parts(inbox, week_db):
     assert send(db_path, inbox.port).exit_code == 0
     (message,) = inbox.messages
     # No web endpoint, so no one-click (RFC 8058): a mailto to the sender, whose subject names the reader.
-    assert message["List-Unsubscribe"].strip() == "<mailto:tracker@example.org?subject=unsubscribe%20a%2Bx%40example.org>"
+    assert (
+        message["List-Unsubscribe"].strip()
+        == "<mailto:tracker@example.org?subject=unsubscribe%20a%2Bx%40example.org>"
+    )
     assert message["List-Unsubscribe-Post"] is None
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
@@ -513,8 +604,9 @@ def test_kill_loop_loses_nothing_and_duplicates_only_in_the_window(tmp_path, mon
     bench = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look their module up there
     spec.loader.exec_module(bench)
-    figures = bench.run_kill_loop(kills=5, subscribers=2, delay=(0.01, 0.04), seed=5, budget=60, per_week=0,
-                                  workdir=tmp_path)  # fmt: skip
+    figures = bench.run_kill_loop(
+        kills=5, subscribers=2, delay=(0.01, 0.04), seed=5, budget=60, per_week=0, workdir=tmp_path
+    )
     assert figures.kills >= 5, bench.report(figures)
     assert figures.lost == 0, bench.report(figures)
     assert figures.duplicates <= figures.in_window, bench.report(figures)

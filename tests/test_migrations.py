@@ -18,31 +18,92 @@ NAMES = [m.name for m in migrations._migrations]
 # One representative row for each table a migration creates, as the code of that time wrote it.
 ROWS: dict[str, dict[str, Any]] = {
     "papers": {
-        "arxiv_id": "hep-th/9901001", "version": 2, "title": "A representative paper",
-        "abstract": "Rows written by an older tracker survive every migration.", "authors": '["A. Author"]',
-        "primary_category": "hep-th", "categories": '["hep-th", "cs.CV"]', "published": "1999-01-01T00:00:00+00:00",
-        "updated": "1999-02-01T00:00:00+00:00", "first_seen": "2026-01-01T00:00:00+00:00",
-        "announce_type": "replace", "announced": "1999-02-02", "needs_metadata": 0, "tags": '["MIT"]',
+        "arxiv_id": "hep-th/9901001",
+        "version": 2,
+        "title": "A representative paper",
+        "abstract": "Rows written by an older tracker survive every migration.",
+        "authors": '["A. Author"]',
+        "primary_category": "hep-th",
+        "categories": '["hep-th", "cs.CV"]',
+        "published": "1999-01-01T00:00:00+00:00",
+        "updated": "1999-02-01T00:00:00+00:00",
+        "first_seen": "2026-01-01T00:00:00+00:00",
+        "announce_type": "replace",
+        "announced": "1999-02-02",
+        "needs_metadata": 0,
+        "tags": '["MIT"]',
         "tagged_by": "model-1",
     },
     "authors": {"id": 7, "name": "A. Author"},
     "paper_authors": {"arxiv_id": "hep-th/9901001", "author_id": 7, "position": 0},
-    "paper_versions": {"arxiv_id": "hep-th/9901001", "version": 1, "updated": None, "first_seen": "2026-01-01"},
-    "announcements": {"arxiv_id": "hep-th/9901001", "version": 2, "announce_type": "replace",
-                      "announced": "1999-02-02", "feed": "hep-th"},
-    "sync_runs": {"id": 1, "started": "2026-01-01T00:00:00+00:00", "source": "api", "query": "cat:hep-th",
-                  "new": 1, "status": "ok"},
-    "sync_state": {"query_key": "api:cat:hep-th", "watermark": "2026-01-01T00:00:00+00:00", "updated": "2026-01-01"},
-    "paper_tags": {"arxiv_id": "hep-th/9901001", "tag": "MIT", "facet": "task", "score": 0.9, "source": "model",
-                   "model_id": "model-1"},
-    "manual_labels": {"arxiv_id": "hep-th/9901001", "tag": "VQA", "action": "remove", "created": "2026-01-01"},
-    "tag_scores": {"arxiv_id": "hep-th/9901001", "tag": "MIT", "score": 0.9, "threshold": 0.5, "model_id": "model-1"},
+    "paper_versions": {
+        "arxiv_id": "hep-th/9901001",
+        "version": 1,
+        "updated": None,
+        "first_seen": "2026-01-01",
+    },
+    "announcements": {
+        "arxiv_id": "hep-th/9901001",
+        "version": 2,
+        "announce_type": "replace",
+        "announced": "1999-02-02",
+        "feed": "hep-th",
+    },
+    "sync_runs": {
+        "id": 1,
+        "started": "2026-01-01T00:00:00+00:00",
+        "source": "api",
+        "query": "cat:hep-th",
+        "new": 1,
+        "status": "ok",
+    },
+    "sync_state": {
+        "query_key": "api:cat:hep-th",
+        "watermark": "2026-01-01T00:00:00+00:00",
+        "updated": "2026-01-01",
+    },
+    "paper_tags": {
+        "arxiv_id": "hep-th/9901001",
+        "tag": "MIT",
+        "facet": "task",
+        "score": 0.9,
+        "source": "model",
+        "model_id": "model-1",
+    },
+    "manual_labels": {
+        "arxiv_id": "hep-th/9901001",
+        "tag": "VQA",
+        "action": "remove",
+        "created": "2026-01-01",
+    },
+    "tag_scores": {
+        "arxiv_id": "hep-th/9901001",
+        "tag": "MIT",
+        "score": 0.9,
+        "threshold": 0.5,
+        "model_id": "model-1",
+    },
     "subscribers": {"email": "a@example.org", "tags": '["MIT"]', "created": "2026-01-01"},
-    "digests": {"recipient": "a@example.org", "window": "2026-W01", "state": "sent", "attempts": 1, "papers": 1,
-                "updated": "2026-01-01"},
-    "digest_papers": {"recipient": "a@example.org", "arxiv_id": "hep-th/9901001", "version": 2, "window": "2026-W01"},
-    "backfill_state": {"harvest_key": "oai set=cs", "window_from": "1999-01-01", "window_until": "1999-01-31",
-                       "updated": "2026-01-01"},
+    "digests": {
+        "recipient": "a@example.org",
+        "window": "2026-W01",
+        "state": "sent",
+        "attempts": 1,
+        "papers": 1,
+        "updated": "2026-01-01",
+    },
+    "digest_papers": {
+        "recipient": "a@example.org",
+        "arxiv_id": "hep-th/9901001",
+        "version": 2,
+        "window": "2026-W01",
+    },
+    "backfill_state": {
+        "harvest_key": "oai set=cs",
+        "window_from": "1999-01-01",
+        "window_until": "1999-01-31",
+        "updated": "2026-01-01",
+    },
 }
 
 
@@ -99,5 +160,7 @@ def test_a_database_at_an_earlier_migration_is_upgraded_with_its_rows(
     text = (ROWS["papers"]["title"], ROWS["papers"]["abstract"])
     assert store.paper_texts(db, ["hep-th/9901001"]) == {"hep-th/9901001": text}
     # and the upgraded database takes the current code's writes
-    counts = store.save_papers(db, [{"arxiv_id": "hep-th/9901001", "version": 3, "title": "v3", "abstract": ""}])
+    counts = store.save_papers(
+        db, [{"arxiv_id": "hep-th/9901001", "version": 3, "title": "v3", "abstract": ""}]
+    )
     assert counts.updated == 1

@@ -82,7 +82,10 @@ def test_the_repository_keeps_one_copy_of_each_default() -> None:
     """
     listed = subprocess.run(
         ["git", "ls-tree", "-r", "--name-only", "HEAD", "--", "rules", "db"],
-        cwd=REPO, capture_output=True, text=True, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if listed.returncode != 0:
         pytest.skip("not a git checkout")
@@ -107,7 +110,9 @@ def test_rules_come_from_the_package_unless_overridden(tmp_path: Path, monkeypat
     assert config.rules_dir() == elsewhere
 
 
-def test_datasette_files_come_from_the_package_unless_overridden_one_by_one(tmp_path: Path, monkeypatch) -> None:
+def test_datasette_files_come_from_the_package_unless_overridden_one_by_one(
+    tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert metadata_path() == config.DEFAULT_DB_DIR / "metadata.yml"
     (tmp_path / "db").mkdir()

@@ -37,5 +37,13 @@ def test_paper_row_normalises_text_versions_and_links():
 
 
 def test_paper_row_keeps_a_pdf_link_the_source_names():
-    row = paper_row("2506.04039", 3, title="t", abstract="a", authors=[], categories=[], pdf="https://arxiv.org/pdf/2506.04039")
+    row = paper_row(
+        "2506.04039",
+        3,
+        title="t",
+        abstract="a",
+        authors=[],
+        categories=[],
+        pdf="https://arxiv.org/pdf/2506.04039",
+    )
     assert row["version"] == 3 and row["pdf_url"] == "https://arxiv.org/pdf/2506.04039"

@@ -90,8 +90,10 @@ def test_nearest_threshold_first_and_answers_stored_as_manual_labels(db_path):
     )
     left = store.review_candidates(db, ["MIT", "hallucination"], 10)
     assert [(c.arxiv_id, c.tag) for c in left] == [
-        ("2401.00004", "hallucination"), ("2401.00003", "MIT"), ("2401.00005", "MIT")
-    ]  # fmt: skip
+        ("2401.00004", "hallucination"),
+        ("2401.00003", "MIT"),
+        ("2401.00005", "MIT"),
+    ]
 
 
 def test_without_a_tag_all_tags_interleave_by_closeness_and_older_models_scores_are_left_out():
@@ -102,9 +104,12 @@ def test_without_a_tag_all_tags_interleave_by_closeness_and_older_models_scores_
     db.conn.execute("UPDATE papers SET tagged_by = 'm2'")
     ranked = [(c.arxiv_id, c.tag) for c in store.review_candidates(db, ["MIT", "hallucination"], 20)]
     assert ranked == [
-        ("2401.00001", "MIT"), ("2401.00004", "hallucination"), ("2401.00002", "MIT"),
-        ("2401.00003", "MIT"), ("2401.00005", "MIT"),
-    ]  # fmt: skip
+        ("2401.00001", "MIT"),
+        ("2401.00004", "hallucination"),
+        ("2401.00002", "MIT"),
+        ("2401.00003", "MIT"),
+        ("2401.00005", "MIT"),
+    ]
     assert len(store.review_candidates(db, ["MIT", "hallucination"], 2)) == 2
 
 
@@ -171,10 +176,13 @@ def test_the_next_train_learns_the_answers_and_they_change_the_tags(tmp_path):
 
     def train():
         return classify.train_from_db(
-            db, path, taxonomy, labels,
+            db,
+            path,
+            taxonomy,
+            labels,
             labelled=[r for r in records if r["kind"] != "corpus"],
             corpus=[r for r in records if r["kind"] == "corpus"],
-        )  # fmt: skip
+        )
 
     first = train()
     classify.run_classify(db, path)

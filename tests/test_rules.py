@@ -23,11 +23,36 @@ def taxonomy():
 def test_shipped_taxonomy_has_every_facet_and_tag_of_the_survey(taxonomy):
     assert {f.name for f in taxonomy.facets} == {"paradigm", "mllm", "architecture", "topic", "task"}
     expected = {
-        "contrastive", "generative", "hybrid", "conversational", "visually-prompted", "heterogeneous",
-        "MIT", "M-ICL", "M-CoT", "LAVR", "nfnet", "vit", "clip-vit", "eva-clip", "cross-attention",
-        "q-former", "p-former", "mlp", "linear", "hallucination", "evaluation", "alignment", "unified",
-        "dataset", "classification", "detection", "segmentation", "tracking", "action-recognition",
-    }  # fmt: skip
+        "contrastive",
+        "generative",
+        "hybrid",
+        "conversational",
+        "visually-prompted",
+        "heterogeneous",
+        "MIT",
+        "M-ICL",
+        "M-CoT",
+        "LAVR",
+        "nfnet",
+        "vit",
+        "clip-vit",
+        "eva-clip",
+        "cross-attention",
+        "q-former",
+        "p-former",
+        "mlp",
+        "linear",
+        "hallucination",
+        "evaluation",
+        "alignment",
+        "unified",
+        "dataset",
+        "classification",
+        "detection",
+        "segmentation",
+        "tracking",
+        "action-recognition",
+    }
     assert set(taxonomy.slugs) == expected
     assert all(t.description for t in taxonomy.tags)
 
@@ -54,7 +79,9 @@ def test_sections_map_to_tags_by_name(taxonomy):
         "evaluation"
     ]
     assert set(taxonomy.tags_for_section(f"{bradyfu}@main", "Datasets of Multimodal Instruction Tuning")) == {
-        "MIT", "dataset"}  # fmt: skip
+        "MIT",
+        "dataset",
+    }
     assert taxonomy.tags_for_section(f"{bradyfu}@main", "Foundation Models") == []
 
 
@@ -97,7 +124,11 @@ def test_duplicate_yaml_key_is_refused(tmp_path):
         ("unknown_tag_labels.csv", 4, "unknown tag 'q-former'"),
         ("bad_id_labels.csv", 3, "not an arXiv id"),
         ("duplicate_id_labels.csv", 3, "duplicate arxiv_id 2304.08485"),
-        ("missing_tags_column_labels.csv", 3, "expected arxiv_id,tags (a paper with no tag has an empty tags field"),
+        (
+            "missing_tags_column_labels.csv",
+            3,
+            "expected arxiv_id,tags (a paper with no tag has an empty tags field",
+        ),
     ],
 )
 def test_bad_labels_are_refused_with_file_and_line(name, line, message):

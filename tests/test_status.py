@@ -68,8 +68,12 @@ def test_last_success_is_shown_per_source_so_a_stale_feed_is_visible(tmp_path):
     out = run_status(db_path, "2026-11-18T15:00:00+00:00").output
     lines = out.splitlines()
     start = lines.index("last successful sync, by source:")
-    assert lines[start + 1].startswith("  rss: ") and lines[start + 1].endswith("(ok; 40 new, 0 updated, 7 unchanged)")
-    assert lines[start + 2].startswith("  api: ") and lines[start + 2].endswith("(ok; 3 new, 0 updated, 0 unchanged)")
+    assert lines[start + 1].startswith("  rss: ") and lines[start + 1].endswith(
+        "(ok; 40 new, 0 updated, 7 unchanged)"
+    )
+    assert lines[start + 2].startswith("  api: ") and lines[start + 2].endswith(
+        "(ok; 3 new, 0 updated, 0 unchanged)"
+    )
     assert not lines[start + 3].startswith("  ")  # the id_list follow-up is not a source of its own
     assert "last failure: " in out and "feed: HTTP 503" in out
 
@@ -85,8 +89,12 @@ def test_healthy_database_exits_zero_and_reports(tmp_path):
     assert "last failure: none" in out
     # The id_list follow-up that completes feed-only papers is not what a reader means by the last sync.
     db = store.open_db(db_path)
-    store.finish_run(db, store.start_run(db, "api", "id_list (7 ids)", None, None), store.Counts(updated=7), 1, "ok")
-    assert "(api, ok; 3 new, 0 updated, 0 unchanged)" in run_status(db_path, "2026-11-18T15:00:00+00:00").output
+    store.finish_run(
+        db, store.start_run(db, "api", "id_list (7 ids)", None, None), store.Counts(updated=7), 1, "ok"
+    )
+    assert (
+        "(api, ok; 3 new, 0 updated, 0 unchanged)" in run_status(db_path, "2026-11-18T15:00:00+00:00").output
+    )
     assert "newest paper: 2026-11-18 (from announcement); expected at least 2026-11-17" in out
     assert "  Wed 2026-11-18      5 #" in out
     assert out.count("  Wed 2026-11-") == 2  # fourteen days, two Wednesdays
@@ -151,8 +159,10 @@ def test_another_programs_database_is_refused_and_left_untouched(tmp_path):
 
 def test_a_file_that_cannot_be_written_is_a_one_line_error(tmp_path):
     db_path = make_week_db(tmp_path / "t.db", corpus_records(5), day="2026-11-18")
-    result = CliRunner().invoke(cli, ["digest", str(db_path), "--week", "2026-W47",
-                                      "--out", str(tmp_path / "no-such-folder" / "d.html")])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        ["digest", str(db_path), "--week", "2026-W47", "--out", str(tmp_path / "no-such-folder" / "d.html")],
+    )
     # refused before anything is written, as export refuses it (tracker/outfile.py): a usage error
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.output.strip().count("\n") == 0 and "no-such-folder does not exist" in result.output
@@ -160,13 +170,23 @@ def test_a_file_that_cannot_be_written_is_a_one_line_error(tmp_path):
 
 @pytest.mark.parametrize(
     "args",
-    [["status"], ["train"], ["classify"], ["label", "2401.00001", "MIT"], ["explain", "2401.00001"],
-     ["digest", "--week", "2026-W47"], ["subscribe", "a@example.org"], ["unsubscribe", "a@example.org"]],
+    [
+        ["status"],
+        ["train"],
+        ["classify"],
+        ["label", "2401.00001", "MIT"],
+        ["explain", "2401.00001"],
+        ["digest", "--week", "2026-W47"],
+        ["subscribe", "a@example.org"],
+        ["unsubscribe", "a@example.org"],
+    ],
 )
 def test_a_mistyped_database_path_is_not_created(tmp_path, args):
     missing = tmp_path / "typo.db"
     result = CliRunner().invoke(cli, [args[0], str(missing), *args[1:]])
-    assert result.exit_code == 1 and "typo.db: no such database; create it with `tracker sync" in result.output
+    assert (
+        result.exit_code == 1 and "typo.db: no such database; create it with `tracker sync" in result.output
+    )
     assert len(result.output.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []  # no database, no model, no lock file
 

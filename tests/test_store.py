@@ -26,8 +26,15 @@ from tracker.parse import Announcement
 
 
 def paper(version: int, **extra: object) -> dict:
-    row = {"arxiv_id": "2506.04039", "version": version, "title": f"Title v{version}", "abstract": "An abstract.",
-           "authors": ["A. Author"], "categories": ["cs.CV"], "updated": f"2025-06-0{version}T00:00:00+00:00"}  # fmt: skip
+    row = {
+        "arxiv_id": "2506.04039",
+        "version": version,
+        "title": f"Title v{version}",
+        "abstract": "An abstract.",
+        "authors": ["A. Author"],
+        "categories": ["cs.CV"],
+        "updated": f"2025-06-0{version}T00:00:00+00:00",
+    }
     return {**row, **extra}
 
 
@@ -82,13 +89,23 @@ def test_a_re_read_record_keeps_the_tags_and_a_changed_abstract_clears_tagged_by
     store.save_papers(db, [paper(1)])
     db.execute("UPDATE papers SET tags = '[\"MIT\"]', tagged_by = 'model-1' WHERE arxiv_id = '2506.04039'")
     store.save_papers(db, [paper(1, doi="10.1/x")])
-    assert db.execute("SELECT tags, tagged_by, doi FROM papers").fetchone() == ('["MIT"]', "model-1", "10.1/x")
+    assert db.execute("SELECT tags, tagged_by, doi FROM papers").fetchone() == (
+        '["MIT"]',
+        "model-1",
+        "10.1/x",
+    )
     store.save_papers(db, [paper(2)])
     assert db.execute("SELECT tags, tagged_by, version FROM papers").fetchone() == ('["MIT"]', None, 2)
 
 
 def test_a_feed_announcement_stores_a_stub_and_dates_a_paper_already_held(db: Database) -> None:
-    stub = {"arxiv_id": "2506.09999", "version": 1, "title": "Feed title", "abstract": "", "needs_metadata": 1}
+    stub = {
+        "arxiv_id": "2506.09999",
+        "version": 1,
+        "title": "Feed title",
+        "abstract": "",
+        "needs_metadata": 1,
+    }
     items = [
         Announcement("2506.04039", 1, "replace", "2025-06-10", paper(1, needs_metadata=1)),
         Announcement("2506.09999", 1, "new", "2025-06-10", stub),  # type: ignore[arg-type]
@@ -97,7 +114,9 @@ def test_a_feed_announcement_stores_a_stub_and_dates_a_paper_already_held(db: Da
     counts = store.save_announcements(db, items, "cs.CV")
     assert (counts.new, counts.unchanged) == (1, 1)
     assert store.papers_needing_metadata(db) == ["2506.09999"]
-    rows = db.execute("SELECT arxiv_id, announce_type, announced, needs_metadata FROM papers ORDER BY 1").fetchall()
+    rows = db.execute(
+        "SELECT arxiv_id, announce_type, announced, needs_metadata FROM papers ORDER BY 1"
+    ).fetchall()
     assert rows == [("2506.04039", "replace", "2025-06-10", 0), ("2506.09999", "new", "2025-06-10", 1)]
     assert db.table("announcements").count == 2
 
@@ -127,7 +146,10 @@ def test_tagging_round_trip_replaces_a_chunks_tags_and_marks_the_model(db: Datab
     assert [[r[0] for r in c] for c in chunks] == [["2506.00001", "2506.00002"], ["2506.00003"]]
     store.save_tagging(
         db,
-        tags=[("2506.00001", "MIT", "task", 0.9, "model", "m1"), ("2506.00001", "VQA", "task", 0.6, "model", "m1")],
+        tags=[
+            ("2506.00001", "MIT", "task", 0.9, "model", "m1"),
+            ("2506.00001", "VQA", "task", 0.6, "model", "m1"),
+        ],
         scores=[("2506.00001", "MIT", 0.9, 0.5, "m1"), ("2506.00002", "MIT", 0.2, 0.5, "m1")],
         papers=[("2506.00001", '["MIT", "VQA"]', "m1", 0.8, 1), ("2506.00002", "[]", "m1", 0.1, 0)],
     )
@@ -201,12 +223,16 @@ def test_digest_bookkeeping_counts_attempts_and_remembers_what_was_sent(db: Data
 
 
 def runs(db: Database) -> list[tuple]:
-    return db.execute("SELECT status, new, updated, requests, error, finished IS NOT NULL FROM sync_runs").fetchall()
+    return db.execute(
+        "SELECT status, new, updated, requests, error, finished IS NOT NULL FROM sync_runs"
+    ).fetchall()
 
 
 def test_a_recorded_run_closes_ok_or_empty_with_its_counts_and_requests(db: Database) -> None:
     made = [3]
-    with store.recorded_run(db, "api", "cat:cs.CV", "2026-11-17", "2026-11-18", requests=lambda: made[0]) as run:
+    with store.recorded_run(
+        db, "api", "cat:cs.CV", "2026-11-17", "2026-11-18", requests=lambda: made[0]
+    ) as run:
         assert runs(db) == [("running", 0, 0, 0, None, 0)]
         run.counts += store.Counts(new=2, updated=1)
         made[0] += 4
@@ -251,7 +277,9 @@ def test_another_programs_sqlite_file_is_refused_by_every_opener_and_left_untouc
     db_path: Path, opener: Any
 ) -> None:
     before = foreign_database(db_path)
-    with pytest.raises(TrackerError, match=r"tracker\.db: not a tracker database \(it holds other tables: notes\)"):
+    with pytest.raises(
+        TrackerError, match=r"tracker\.db: not a tracker database \(it holds other tables: notes\)"
+    ):
         opener(db_path)
     assert db_path.read_bytes() == before and not Path(f"{db_path}-wal").exists()
 
@@ -351,7 +379,9 @@ def test_read_commands_never_switch_the_journal_mode(
     delete_mode_db: Path, tmp_path: Path, args: list[str]
 ) -> None:
     before = delete_mode_db.read_bytes()
-    result = run(args[0], delete_mode_db, *[str(tmp_path / a) if a.startswith("OUT.") else a for a in args[1:]])
+    result = run(
+        args[0], delete_mode_db, *[str(tmp_path / a) if a.startswith("OUT.") else a for a in args[1:]]
+    )
     assert "Traceback" not in result.stderr
     assert "cannot open" not in result.stderr and "readonly" not in result.stderr
     assert journal_mode(delete_mode_db) == "delete"
@@ -378,9 +408,22 @@ def unwritable_db() -> Iterator[Path]:
 
 def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-m", "tracker", *args],
-        capture_output=True, text=True, timeout=120, cwd="/", env={**os.environ, "TRACKER_AUTH": "/nonexistent/auth.json"},
-    )  # fmt: skip
+        [
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "tracker",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+        env={**os.environ, "TRACKER_AUTH": "/nonexistent/auth.json"},
+    )
 
 
 @pytest.mark.parametrize(

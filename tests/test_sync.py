@@ -50,7 +50,9 @@ def test_pagination_stores_every_paper_in_about_n_over_page_size_requests(tmp_pa
     assert f"{n} new, 0 updated, 0 unchanged" in result.output
     # what a user queries: full text (also through `sqlite-utils search`, which looks for
     # content="papers" in the index's schema), authors linked, categories as JSON
-    found = list(sqlite_utils.Database(db)["papers"].search(march_2024[1]["title"], columns=["arxiv_id"], quote=True))
+    found = list(
+        sqlite_utils.Database(db)["papers"].search(march_2024[1]["title"], columns=["arxiv_id"], quote=True)
+    )
     assert {"arxiv_id": march_2024[1]["id"]} in found
     hit = q(
         db,
@@ -376,14 +378,29 @@ ENTITY_BOMB = b"""<?xml version="1.0"?>
 @pytest.mark.parametrize(
     "content, message",
     [
-        (lambda: (API / "arxivpy_q_testing_s0_m10_bc5a6c384fe9.xml").read_bytes()[:3000], "malformed XML at line 33, column 6: "),
+        (
+            lambda: (API / "arxivpy_q_testing_s0_m10_bc5a6c384fe9.xml").read_bytes()[:3000],
+            "malformed XML at line 33, column 6: ",
+        ),
         (lambda: b"<html><body>Service unavailable</body></html>", "neither an arXiv API page"),
         (lambda: b"this is not xml at all", "malformed XML"),
         (lambda: ENTITY_BOMB, "refusing XML that declares entities"),
-        (lambda: (API / "arxivpy_q_testing_s0_m10_bc5a6c384fe9.xml").read_bytes().replace(
-            b"/abs/2405.13786v1<", b"/abs/garbage<"), "record id 'http://arxiv.org/abs/garbage' is not an arXiv"),
-        (lambda: (API / "arxivpy_q_testing_s0_m10_bc5a6c384fe9.xml").read_bytes().replace(
-            b"/abs/2405.13786v1<", b"/abs/2405.13786v99999999999999999999<"), "is not an arXiv identifier"),
+        (
+            lambda: (
+                (API / "arxivpy_q_testing_s0_m10_bc5a6c384fe9.xml")
+                .read_bytes()
+                .replace(b"/abs/2405.13786v1<", b"/abs/garbage<")
+            ),
+            "record id 'http://arxiv.org/abs/garbage' is not an arXiv",
+        ),
+        (
+            lambda: (
+                (API / "arxivpy_q_testing_s0_m10_bc5a6c384fe9.xml")
+                .read_bytes()
+                .replace(b"/abs/2405.13786v1<", b"/abs/2405.13786v99999999999999999999<")
+            ),
+            "is not an arXiv identifier",
+        ),
     ],
 )
 def test_bad_load_file_is_one_line_error_and_database_unchanged(tmp_path, content, message):
@@ -451,7 +468,9 @@ def test_verbose_logs_each_request_and_summary_line(tmp_path, mirror, march_2024
     mirror.add(march_2024[:10])
     result = run(*sync_args(tmp_path / "t.db", mirror, *WINDOW, "-v"))
     assert result.stderr.count("tracker.fetch: GET http://127.0.0.1") == len(mirror.requests)
-    assert "Requesting page" not in result.stderr  # each request is logged once, not also by the arxiv package
+    assert (
+        "Requesting page" not in result.stderr
+    )  # each request is logged once, not also by the arxiv package
     (line,) = result.stdout.strip().splitlines()
     assert line.startswith("sync ok: 10 new, 0 updated, 0 unchanged; 1 requests;") and line.endswith(" s")
 

@@ -41,8 +41,10 @@ def test_a_dtd_is_refused_whatever_the_encoding(codec: str, declared: str) -> No
 
 
 def test_a_doctype_without_entities_is_refused_too() -> None:
-    content = ('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE feed SYSTEM "http://127.0.0.1:9/x.dtd">'
-               + ATOM_PAGE.replace("&lol3;", "x")).encode("utf-16")  # fmt: skip
+    content = (
+        '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE feed SYSTEM "http://127.0.0.1:9/x.dtd">'
+        + ATOM_PAGE.replace("&lol3;", "x")
+    ).encode("utf-16")
     with pytest.raises(InputError, match="DTD"):
         check_xml(content, "page")
 
@@ -74,9 +76,20 @@ def test_backfill_refuses_a_utf16_oai_page_with_an_entity_bomb_in_one_line(tmp_p
         for _ in range(10):  # every retry gets the bomb too
             oai.canned.append(Canned(200, encoded(OAI_PAGE, "utf-16", "UTF-16")))
         result = run(
-            "backfill", db, "--from", "2016-06-01", "--until", "2016-06-30", "--oai-url", oai.url, "--delay", "0",
-            "--no-classify", "--category", "hep-th",
-        )  # fmt: skip
+            "backfill",
+            db,
+            "--from",
+            "2016-06-01",
+            "--until",
+            "2016-06-30",
+            "--oai-url",
+            oai.url,
+            "--delay",
+            "0",
+            "--no-classify",
+            "--category",
+            "hep-th",
+        )
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1 and "refusing XML that declares entities" in errors[0]

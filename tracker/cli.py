@@ -65,7 +65,11 @@ class ArxivId(click.ParamType):
 
         found = parse_arxiv_id(str(value))
         if found is None:
-            self.fail(f"{value!r} is not an arXiv id (like 2506.04039, arXiv:2506.04039v2 or an arxiv.org link)", param, ctx)
+            self.fail(
+                f"{value!r} is not an arXiv id (like 2506.04039, arXiv:2506.04039v2 or an arxiv.org link)",
+                param,
+                ctx,
+            )
         return found
 
 
@@ -100,7 +104,11 @@ def timeout_option(default: float = DEFAULT_TIMEOUT) -> Decorator:
 
 def retries_option() -> Decorator:
     return click.option(
-        "--retries", type=click.IntRange(0, 10), default=DEFAULT_RETRIES, show_default=True, help="Retries per request"
+        "--retries",
+        type=click.IntRange(0, 10),
+        default=DEFAULT_RETRIES,
+        show_default=True,
+        help="Retries per request",
     )
 
 
@@ -158,7 +166,7 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def lock_advice(exc: TrackerError) -> str:
-    """", or pass --wait SECONDS" after a locked-database error, only from a command that has that option."""
+    """ ", or pass --wait SECONDS" after a locked-database error, only from a command that has that option."""
     from tracker.errors import LockedError
 
     ctx = click.get_current_context(silent=True)
@@ -185,7 +193,9 @@ def database_files(db_path: str) -> list[str]:
 def setup_logging(verbose: int) -> None:
     """-v: INFO (each request), -vv: DEBUG. Logs go to stderr with timestamps."""
     level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+    )
     # tracker.fetch logs every request it makes; the arxiv package's own "Requesting page" line for the same
     # request would say it twice at -v, so that package speaks only at -vv.
     logging.getLogger("arxiv").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
@@ -194,8 +204,14 @@ def setup_logging(verbose: int) -> None:
 class OneLineErrors(click.Group):
     """click's usage errors print usage, a hint and a blank line before the error; ours say it in one line."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:  # fmt: skip
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
@@ -244,20 +260,36 @@ def terminal_notice() -> Callable[[str], None] | None:
 
 @cli.command()
 @click.argument("db_path", type=click.Path(dir_okay=False))
-@click.option("--category", "categories", multiple=True, help="arXiv category (repeatable); default: rules/queries.yml")
+@click.option(
+    "--category", "categories", multiple=True, help="arXiv category (repeatable); default: rules/queries.yml"
+)
 @click.option("--since", help="Start of the window, YYYY-MM-DD (default: where the last run ended)")
 @click.option("--until", help="End of the window, YYYY-MM-DD (default: now)")
 @click.option("--api-url", default=DEFAULT_API_URL, show_default=True, help="API query endpoint")
 @click.option("--rss-url", default=DEFAULT_RSS_URL, show_default=True, help="Announcement feed base URL")
 @click.option("--no-feed", is_flag=True, help="Skip the announcement feed (API windows only)")
 @delay_option()
-@click.option("--page-size", type=click.IntRange(1, 2000), default=100, show_default=True, help="Results per API request")
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 2000),
+    default=100,
+    show_default=True,
+    help="Results per API request",
+)
 @timeout_option()
 @retries_option()
 @deadline_option()
 @backoff_option()
-@click.option("--load", "load", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Ingest a saved Atom page or feed instead of the network (repeatable)")
-@click.option("--all", "all_papers", is_flag=True, help="Read whole windows, never stopping early at known papers")
+@click.option(
+    "--load",
+    "load",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Ingest a saved Atom page or feed instead of the network (repeatable)",
+)
+@click.option(
+    "--all", "all_papers", is_flag=True, help="Read whole windows, never stopping early at known papers"
+)
 @click.option("--no-classify", is_flag=True, help="Do not tag the new papers")
 @wait_option()
 @verbose_option()
@@ -304,9 +336,14 @@ def sync(
     queries = load_queries()
     opts = SyncOptions(
         categories=check_categories(categories) if categories else queries.categories,
-        since=parse_day(since, "--since"), until=parse_day(until, "--until"), api_url=api_url,
-        rss_url=None if no_feed else rss_url, page_size=page_size,
-        overlap_days=queries.overlap_days, initial_days=queries.initial_days, all_papers=all_papers,
+        since=parse_day(since, "--since"),
+        until=parse_day(until, "--until"),
+        api_url=api_url,
+        rss_url=None if no_feed else rss_url,
+        page_size=page_size,
+        overlap_days=queries.overlap_days,
+        initial_days=queries.initial_days,
+        all_papers=all_papers,
     )
     if opts.since and opts.until and opts.since > opts.until:
         raise ConfigError(f"--since {since} is after --until {until}")
@@ -317,9 +354,14 @@ def sync(
             report = load_files(db, [Path(p) for p in load], progress)
         else:
             session = PoliteSession(
-                delay=delay, timeout=timeout, retries=retries, backoff=backoff, deadline=deadline,
-                url_options={api_url: "--api-url", rss_url: "--rss-url"}, notify=terminal_notice(),
-            )  # fmt: skip
+                delay=delay,
+                timeout=timeout,
+                retries=retries,
+                backoff=backoff,
+                deadline=deadline,
+                url_options={api_url: "--api-url", rss_url: "--rss-url"},
+                notify=terminal_notice(),
+            )
             report = Syncer(db, session, opts, progress).run()
         if sys.stderr.isatty():
             click.echo("", err=True)
@@ -351,7 +393,9 @@ def demo(db_path: str) -> None:
         result = run_demo_sync(db, progress)
         if sys.stderr.isatty():
             click.echo("", err=True)
-        click.echo(f"sync {result.report.status}: {result.report.summary()} (loopback arXiv at {result.api_url})")
+        click.echo(
+            f"sync {result.report.status}: {result.report.summary()} (loopback arXiv at {result.api_url})"
+        )
         classify_new(db, db_path)
         tour = render_tour(db_path, store.table_counts(db), store.strongest_tagged(db))
     click.echo(tour, nl=False)
@@ -413,7 +457,12 @@ def train(db_path: str) -> None:
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("db_path", type=click.Path(dir_okay=False))
-@click.option("--all", "all_papers", is_flag=True, help="Re-tag every paper, not only those the current model has not seen.")
+@click.option(
+    "--all",
+    "all_papers",
+    is_flag=True,
+    help="Re-tag every paper, not only those the current model has not seen.",
+)
 @handle_errors
 def classify(db_path: str, all_papers: bool) -> None:
     """Tag papers not yet tagged by the current model (trains one first if there is none).
@@ -498,8 +547,12 @@ def answer_reader() -> Callable[[str], str]:
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("db_path", type=click.Path(dir_okay=False))
-@click.option("--tag", help="Only this tag (slug, e.g. MIT); default: every tag the model scores, interleaved")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True, help="Papers to offer at most")
+@click.option(
+    "--tag", help="Only this tag (slug, e.g. MIT); default: every tag the model scores, interleaved"
+)
+@click.option(
+    "--limit", type=click.IntRange(1, 100_000), default=20, show_default=True, help="Papers to offer at most"
+)
 @wait_option(60.0, "Seconds each answer waits for another writer's lock")
 @handle_errors
 def review(db_path: str, tag: str | None, limit: int, wait: float) -> None:
@@ -560,8 +613,12 @@ def explain(db_path: str, arxiv_id: str) -> None:
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("db_path", type=click.Path(dir_okay=False))
-@click.option("--labels", "labels_file", type=click.Path(dir_okay=False, exists=True),
-              help="A labelled CSV (arxiv_id,tags) to cross-validate on instead of rules/labels.csv.")
+@click.option(
+    "--labels",
+    "labels_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="A labelled CSV (arxiv_id,tags) to cross-validate on instead of rules/labels.csv.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @handle_errors
 def evaluate(db_path: str, labels_file: str | None, as_json: bool) -> None:
@@ -607,7 +664,9 @@ def load_digest_taxonomy(db: Database) -> DigestTaxonomy:
 @click.option("--week", help="ISO week, e.g. 2026-W47 (default: the last complete week)")
 @click.option("--since", help="First day of a custom window, YYYY-MM-DD")
 @click.option("--until", help="Last day of a custom window, YYYY-MM-DD (inclusive)")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the message (.eml) or the HTML page (.html)")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help="Write the message (.eml) or the HTML page (.html)"
+)
 @click.option("--send", is_flag=True, help="Email it over SMTP (to --to, else to every subscriber)")
 @click.option("--to", "to", multiple=True, help="Recipient address (repeatable); default: the subscribers")
 @click.option("--smtp-host", help="SMTP server (else auth.json smtp_host, else TRACKER_SMTP_HOST)")
@@ -618,9 +677,17 @@ def load_digest_taxonomy(db: Database) -> DigestTaxonomy:
 @click.option("--smtp-user", help="SMTP login; the password comes from auth.json or TRACKER_SMTP_PASSWORD")
 @click.option("--from", "sender", help="Sender address (else auth.json smtp_from, else the SMTP user)")
 @click.option("--resend", is_flag=True, help="Send again even if this window already reached the recipient")
-@click.option("--skip-empty", is_flag=True, help="Send nothing (rather than a short note) when nothing is new")
-@click.option("--max-per-tag", type=click.IntRange(1, 1000), default=20, show_default=True, help="Papers listed per tag")
-@click.option("--all-tasks", is_flag=True, help="List every paper under the classic vision task tags, not only MLLM work")
+@click.option(
+    "--skip-empty", is_flag=True, help="Send nothing (rather than a short note) when nothing is new"
+)
+@click.option(
+    "--max-per-tag", type=click.IntRange(1, 1000), default=20, show_default=True, help="Papers listed per tag"
+)
+@click.option(
+    "--all-tasks",
+    is_flag=True,
+    help="List every paper under the classic vision task tags, not only MLLM work",
+)
 @wait_option()
 @click.option("--now", hidden=True, help="Pretend it is this ISO date-time (reproducible output)")
 @handle_errors
@@ -688,17 +755,28 @@ def digest(
         else:
             click.echo(source.text(d), nl=False)
         return
-    smtp = mail.smtp_settings(config.load_auth(), host=smtp_host, port=smtp_port, security=security,
-                              user=smtp_user, sender=sender)  # fmt: skip
+    smtp = mail.smtp_settings(
+        config.load_auth(), host=smtp_host, port=smtp_port, security=security, user=smtp_user, sender=sender
+    )
     recipients = [(a, subscribers.get(a, [])) for a in addresses] or list(subscribers.items())
     if not recipients:
         raise ConfigError("no recipients: pass --to EMAIL or add one with `tracker subscribe`")
     with store.writer_lock(db_path, wait):
-        failed = deliver_digests(db, config.outbox_dir(db_path), source, recipients, smtp, resend=resend,
-                                 skip_empty=skip_empty, report=lambda line: click.echo(line, err=True))  # fmt: skip
+        failed = deliver_digests(
+            db,
+            config.outbox_dir(db_path),
+            source,
+            recipients,
+            smtp,
+            resend=resend,
+            skip_empty=skip_empty,
+            report=lambda line: click.echo(line, err=True),
+        )
     if failed:
-        raise MailError(f"{len(failed)} of {len(recipients)} digests for {window.label} failed ({', '.join(failed)}); "
-                        "recorded as failed, the next run retries them")  # fmt: skip
+        raise MailError(
+            f"{len(failed)} of {len(recipients)} digests for {window.label} failed ({', '.join(failed)}); "
+            "recorded as failed, the next run retries them"
+        )
 
 
 @cli.command()
@@ -749,8 +827,13 @@ def unsubscribe(db_path: str, email: str, wait: float) -> None:
 
 @cli.command()
 @click.argument("db_path", type=click.Path(dir_okay=False))
-@click.option("--max-missed", type=click.IntRange(0, 10), default=1, show_default=True,
-              help="arXiv mailings that may be missing before the data counts as stale")  # fmt: skip
+@click.option(
+    "--max-missed",
+    type=click.IntRange(0, 10),
+    default=1,
+    show_default=True,
+    help="arXiv mailings that may be missing before the data counts as stale",
+)
 @click.option("--now", hidden=True, help="Pretend it is this ISO date-time")
 @handle_errors
 def status(db_path: str, max_missed: int, now: str | None) -> None:
@@ -791,13 +874,26 @@ def auth() -> None:
     saved = config.load_auth()
     values = {k: v for k, v in saved.items()}
     values["smtp_host"] = click.prompt("SMTP server", default=saved.get("smtp_host"))
-    values["smtp_security"] = click.prompt("Security", type=click.Choice(mail.SECURITY),
-                                           default=saved.get("smtp_security", "starttls"))  # fmt: skip
-    values["smtp_port"] = str(click.prompt("Port", type=click.IntRange(1, 65535),
-                                           default=int(saved.get("smtp_port") or mail.DEFAULT_PORTS[values["smtp_security"]])))  # fmt: skip
-    values["smtp_user"] = click.prompt("Login", default=saved.get("smtp_user", ""), show_default=bool(saved.get("smtp_user")))
-    values["smtp_from"] = mail.check_address(click.prompt("Sender address", default=saved.get("smtp_from") or values["smtp_user"] or None), "sender")
-    password = click.prompt("Password (hidden; empty keeps the saved one)", hide_input=True, default="", show_default=False)
+    values["smtp_security"] = click.prompt(
+        "Security", type=click.Choice(mail.SECURITY), default=saved.get("smtp_security", "starttls")
+    )
+    values["smtp_port"] = str(
+        click.prompt(
+            "Port",
+            type=click.IntRange(1, 65535),
+            default=int(saved.get("smtp_port") or mail.DEFAULT_PORTS[values["smtp_security"]]),
+        )
+    )
+    values["smtp_user"] = click.prompt(
+        "Login", default=saved.get("smtp_user", ""), show_default=bool(saved.get("smtp_user"))
+    )
+    values["smtp_from"] = mail.check_address(
+        click.prompt("Sender address", default=saved.get("smtp_from") or values["smtp_user"] or None),
+        "sender",
+    )
+    password = click.prompt(
+        "Password (hidden; empty keeps the saved one)", hide_input=True, default="", show_default=False
+    )
     if password:
         values["smtp_password"] = password
     path = config.save_auth(values)
@@ -809,8 +905,12 @@ def auth() -> None:
 
 @cli.command()
 @click.argument("db_path", type=click.Path(dir_okay=False))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback keeps it private)")
-@click.option("--port", type=click.IntRange(0, 65535), default=8001, show_default=True, help="Port to listen on")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback keeps it private)"
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8001, show_default=True, help="Port to listen on"
+)
 @verbose_option("Log the Datasette command line")
 @handle_errors
 def serve(db_path: str, host: str, port: int, verbose: int) -> None:
@@ -866,11 +966,20 @@ def public_copy(db_path: str, out_path: str) -> None:
 
 @cli.command()
 @click.argument("db_path", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "bibtex", "markdown"]), default="jsonl", show_default=True, help="Output format")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "bibtex", "markdown"]),
+    default="jsonl",
+    show_default=True,
+    help="Output format",
+)
 @click.option("--tag", help="Only papers carrying this tag (slug, e.g. M-CoT)")
 @click.option("--since", help="Only papers announced (or updated) on or after YYYY-MM-DD")
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout")
-@click.option("--all-tasks", is_flag=True, help="Markdown: list every paper under the task tags, not only MLLM work")
+@click.option(
+    "--all-tasks", is_flag=True, help="Markdown: list every paper under the task tags, not only MLLM work"
+)
 @handle_errors
 def export(
     db_path: str,
@@ -915,11 +1024,16 @@ def export(
 
     companions = database_files(db_path)
     rows = store.papers_for_export(db, tag, since)
-    if fmt == "markdown":  # count what the list shows: not a paper whose only tags are task tags it leaves out
+    if (
+        fmt == "markdown"
+    ):  # count what the list shows: not a paper whose only tags are task tags it leaves out
         rows = markdown_rows(rows, taxonomy, tag, all_tasks)
     write_output(render_chunks(fmt, counted(rows), taxonomy, tag, all_tasks), out, companions)
     n = exported[0]
-    click.echo(f"exported {n} paper{'' if n == 1 else 's'} as {fmt}" + (f" to {out}" if out else ""), err=True)
+    click.echo(
+        f"exported {n} paper{'' if n == 1 else 's'} as {fmt}" + (f" to {out}" if out else ""), err=True
+    )
+
 
 # == backfill ====================================================================================
 
@@ -927,11 +1041,31 @@ def export(
 @cli.command()
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.option("--from", "from_", required=True, help="First datestamp to harvest, YYYY-MM-DD")
-@click.option("--until", help="Last datestamp to harvest, YYYY-MM-DD (default: today; a rerun picks up new records)")
-@click.option("--set", "set_spec", default="cs", show_default=True, help="OAI-PMH set: cs, cs:cs:CV, physics:hep-th, ...")
-@click.option("--category", "categories", multiple=True, help="Keep papers in this category (repeatable); default: rules/queries.yml")
+@click.option(
+    "--until", help="Last datestamp to harvest, YYYY-MM-DD (default: today; a rerun picks up new records)"
+)
+@click.option(
+    "--set",
+    "set_spec",
+    default="cs",
+    show_default=True,
+    help="OAI-PMH set: cs, cs:cs:CV, physics:hep-th, ...",
+)
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    help="Keep papers in this category (repeatable); default: rules/queries.yml",
+)
 @click.option("--oai-url", default=DEFAULT_OAI_URL, show_default=True, help="OAI-PMH base URL")
-@click.option("--metadata-prefix", "prefix", type=click.Choice(["arXiv", "arXivRaw"]), default="arXiv", show_default=True, help="arXivRaw adds every version's number and date")
+@click.option(
+    "--metadata-prefix",
+    "prefix",
+    type=click.Choice(["arXiv", "arXivRaw"]),
+    default="arXiv",
+    show_default=True,
+    help="arXivRaw adds every version's number and date",
+)
 @delay_option()
 @timeout_option(DEFAULT_OAI_TIMEOUT)
 @deadline_option()
@@ -973,15 +1107,23 @@ def backfill(
 
     setup_logging(verbose)
     opts = BackfillOptions(
-        from_date=parse_day(from_, "--from"), until_date=parse_day(until, "--until"), set_spec=set_spec or None,
-        prefix=prefix, oai_url=oai_url,
+        from_date=parse_day(from_, "--from"),
+        until_date=parse_day(until, "--until"),
+        set_spec=set_spec or None,
+        prefix=prefix,
+        oai_url=oai_url,
         categories=check_categories(categories) if categories else load_queries().categories,
     )
     # Backoff follows --delay (5 s at the default 3 s) so a test or mirror run with --delay 0 never stalls.
     session = PoliteSession(
-        delay=delay, timeout=timeout, backoff=delay * DEFAULT_BACKOFF / DEFAULT_DELAY, user_agent=USER_AGENT, deadline=deadline,
-        url_options={oai_url: "--oai-url"}, notify=terminal_notice(),
-    )  # fmt: skip
+        delay=delay,
+        timeout=timeout,
+        backoff=delay * DEFAULT_BACKOFF / DEFAULT_DELAY,
+        user_agent=USER_AGENT,
+        deadline=deadline,
+        url_options={oai_url: "--oai-url"},
+        notify=terminal_notice(),
+    )
     progress = for_terminal("backfill")
     with store.writer_lock(db_path, wait):
         db = store.open_db(db_path)
@@ -993,4 +1135,3 @@ def backfill(
         click.echo(report.summary())
         if not no_classify and not report.already_done:
             classify_new(db, db_path)
-

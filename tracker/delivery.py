@@ -72,9 +72,18 @@ class DigestSource:
         self.charts: dict[Any, bytes] = {}
 
     def build(self, tags: Sequence[str] = (), sent: dict[str, int] | None = None) -> digest.Digest:
-        return digest.build(self.rows, self.taxonomy, self.window, self.now, tags=tags, sent=sent,
-                            trend=self.trend, mllm_trend=self.mllm_trend, max_per_tag=self.max_per_tag,
-                            all_tasks=self.all_tasks)  # fmt: skip
+        return digest.build(
+            self.rows,
+            self.taxonomy,
+            self.window,
+            self.now,
+            tags=tags,
+            sent=sent,
+            trend=self.trend,
+            mllm_trend=self.mllm_trend,
+            max_per_tag=self.max_per_tag,
+            all_tasks=self.all_tasks,
+        )
 
     def chart(self, d: digest.Digest) -> bytes | None:
         """The trend PNG for a digest's tags (None when there is nothing to draw), drawn once per tag set."""
@@ -97,12 +106,20 @@ class DigestSource:
     ) -> EmailMessage:
         png = self.chart(d)
         html = self.html(d, f"cid:{mail.CHART_CID}" if png else None, recipient)
-        return mail.build_message(sender=sender, recipient=recipient, subject=d.subject, text=self.text(d, recipient),
-                                  html=html, chart_png=png, message_id=message_id)  # fmt: skip
+        return mail.build_message(
+            sender=sender,
+            recipient=recipient,
+            subject=d.subject,
+            text=self.text(d, recipient),
+            html=html,
+            chart_png=png,
+            message_id=message_id,
+        )
 
 
-def write_digest_file(source: DigestSource, d: digest.Digest, out: str, sender: str | None,
-                      recipient: str | None) -> None:  # fmt: skip
+def write_digest_file(
+    source: DigestSource, d: digest.Digest, out: str, sender: str | None, recipient: str | None
+) -> None:
     """--out: the whole message (.eml) or a self-contained HTML page with the chart inlined (.html)."""
     import base64
 
@@ -131,8 +148,9 @@ def outbox_entry(outbox: Path, recipient: str, window: str) -> OutboxEntry:
     return OutboxEntry(outbox / f"{key}.pending", outbox / f"{key}.accepted")
 
 
-def save_pending(entry: OutboxEntry, recipient: str, window: str, message_id: str,
-                 papers: Sequence[tuple[str, int]]) -> None:  # fmt: skip
+def save_pending(
+    entry: OutboxEntry, recipient: str, window: str, message_id: str, papers: Sequence[tuple[str, int]]
+) -> None:
     entry.pending.parent.mkdir(exist_ok=True)
     data = {"recipient": recipient, "window": window, "message_id": message_id, "papers": list(papers)}
     entry.pending.write_text(json.dumps(data), encoding="utf-8")
@@ -167,8 +185,14 @@ def settle_outbox(db: Database, outbox: Path, report: Callable[[str], None]) -> 
     return settled
 
 
-def record_accepted(db: Database, entry: OutboxEntry, recipient: str, window: str,
-                    papers: Sequence[tuple[str, int]], message_id: str) -> None:  # fmt: skip
+def record_accepted(
+    db: Database,
+    entry: OutboxEntry,
+    recipient: str,
+    window: str,
+    papers: Sequence[tuple[str, int]],
+    message_id: str,
+) -> None:
     """The server answered 250: rename the outbox file first (needs no free space), then write `sent`."""
     try:
         entry.pending.rename(entry.accepted)
@@ -251,10 +275,13 @@ def deliver_digests(
             left = len(recipients) - done - 1
             raise TrackerError(
                 f"the server accepted {label} for {email}, but the database could not record it ({exc}); "
-                + (f"kept in {outbox}, the next run records it without sending it again"
-                   if kept else "the next run sends it again (same Message-ID)")
+                + (
+                    f"kept in {outbox}, the next run records it without sending it again"
+                    if kept
+                    else "the next run sends it again (same Message-ID)"
+                )
                 + (f"; stopped before the {left} remaining recipients" if left else "")
-            ) from None  # fmt: skip
+            ) from None
         report(f"sent {label} to {email}: {d.listed_count} papers listed")
     settle_outbox(db, outbox, report)  # removes the emptied folder
     return failed

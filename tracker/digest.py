@@ -458,13 +458,19 @@ def render_text(digest: Digest, *, db_path: str | None = None, recipient: str | 
     :param db_path: the database path the footer's commands name (shell-quoted by the caller).
     :param recipient: whom the mail goes to: the footer then says how to unsubscribe them.
     """
-    return _environment().get_template("digest.txt.j2").render(d=digest, db=db_path or "DB_PATH",
-                                                               recipient=recipient)  # fmt: skip
+    return (
+        _environment()
+        .get_template("digest.txt.j2")
+        .render(d=digest, db=db_path or "DB_PATH", recipient=recipient)
+    )
 
 
 def render_html(
     digest: Digest, chart_src: str | None = None, *, db_path: str | None = None, recipient: str | None = None
 ) -> str:
     """The HTML part; `chart_src` is the trend picture's URL (`cid:...` in mail, `data:` in a file)."""
-    return _environment().get_template("digest.html.j2").render(d=digest, chart_src=chart_src,
-                                                                db=db_path or "DB_PATH", recipient=recipient)  # fmt: skip
+    return (
+        _environment()
+        .get_template("digest.html.j2")
+        .render(d=digest, chart_src=chart_src, db=db_path or "DB_PATH", recipient=recipient)
+    )

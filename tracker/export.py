@@ -40,9 +40,22 @@ from tracker.rules import Taxonomy, load_taxonomy, resolve_slug, unknown_tag
 
 FORMATS = ("jsonl", "csv", "bibtex", "markdown")
 JSON_FIELDS = (
-    "arxiv_id", "version", "title", "authors", "abstract", "primary_category", "categories", "published",
-    "updated", "announced", "comment", "journal_ref", "doi", "abs_url", "pdf_url",
-)  # fmt: skip
+    "arxiv_id",
+    "version",
+    "title",
+    "authors",
+    "abstract",
+    "primary_category",
+    "categories",
+    "published",
+    "updated",
+    "announced",
+    "comment",
+    "journal_ref",
+    "doi",
+    "abs_url",
+    "pdf_url",
+)
 CSV_FIELDS = (*JSON_FIELDS, "tags", "scores")
 # Characters that are special in LaTeX text and that arXiv titles carry unescaped (math `$`/`_` is kept).
 BIBTEX_ESCAPES = re.compile(r"(?<!\\)([&%#])")
@@ -50,8 +63,7 @@ BIBTEX_ESCAPES = re.compile(r"(?<!\\)([&%#])")
 # names use. Every other command is written as text (\textbackslash input): an allow-list, because a
 # denylist of file, shell and definition commands misses some (\lstinputlisting, \verbatiminput, expl3's
 # \ExplSyntaxOn ... \file_input:n). TeX's ^^5c notation for a backslash is broken up too.
-_TEX_ALLOWED_NAMES = (
-    """
+_TEX_ALLOWED_NAMES = """
     textit textbf textsl textsc texttt textrm textsf textup textmd textnormal emph underline text mbox
     textsubscript textsuperscript textbackslash textasciitilde textasciicircum textendash textemdash
     textquoteleft textquoteright textquotedblleft textquotedblright textregistered texttrademark textdegree
@@ -67,7 +79,6 @@ _TEX_ALLOWED_NAMES = (
     varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Upsilon
     Phi Psi Omega
     """
-)
 TEX_ALLOWED = frozenset(_TEX_ALLOWED_NAMES.split())
 TEX_COMMAND = re.compile(r"\\([A-Za-z@]+)")
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]<>|#~!])")

@@ -184,7 +184,9 @@ class PoliteSession(requests.Session):
                 return self._follow(method, url, args, kwargs, deadline)
             except BaseException:
                 if rang:  # requests and urllib3 re-wrap what the alarm raised as a connection error
-                    raise DeadlineExceeded(f"no complete response after the {self.deadline:g} s deadline") from None
+                    raise DeadlineExceeded(
+                        f"no complete response after the {self.deadline:g} s deadline"
+                    ) from None
                 raise
 
     def _follow(

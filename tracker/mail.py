@@ -156,8 +156,9 @@ def build_message(
         html_part = message.get_body(preferencelist=("html",))
         if not isinstance(html_part, EmailMessage):
             raise TypeError("the HTML alternative went missing")  # cannot happen: added just above
-        html_part.add_related(chart_png, "image", "png", cid=f"<{CHART_CID}>", filename="trend.png",
-                              disposition="inline")  # fmt: skip
+        html_part.add_related(
+            chart_png, "image", "png", cid=f"<{CHART_CID}>", filename="trend.png", disposition="inline"
+        )
     return message
 
 

@@ -93,7 +93,9 @@ def split_versioned_id(raw: str) -> tuple[str, int | None]:
 def check_id(arxiv_id: str, raw: str) -> None:
     """Refuse a record whose id is not an arXiv identifier: it would be stored, labelled and exported as one."""
     if not is_arxiv_id(arxiv_id):
-        raise InputError(f"record id {raw!r} is not an arXiv identifier (like 2401.00001v2 or hep-th/9901001)")
+        raise InputError(
+            f"record id {raw!r} is not an arXiv identifier (like 2401.00001v2 or hep-th/9901001)"
+        )
 
 
 def iso_utc(value: datetime | None) -> str | None:
@@ -330,4 +332,3 @@ def announcements_from_rss(content: bytes, source: str) -> tuple[str | None, lis
         row["announce_type"], row["announced"], row["needs_metadata"] = announce_type, announced, 1
         items.append(Announcement(arxiv_id, version or 1, announce_type, announced, row))
     return channel_date, items
-

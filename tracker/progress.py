@@ -52,9 +52,7 @@ class TerminalProgress:
         rate = count / elapsed if elapsed > 0 else 0.0
         fraction = min(max(fraction, 0.0), 1.0)
         eta = _duration(elapsed * (1 - fraction) / fraction) if 0 < fraction < 1 else "--"
-        line = (
-            f"{self.label} {fraction * 100:5.1f}% {count:,} {self.unit} {rate:,.0f}/s ETA {eta} {note}".rstrip()
-        )
+        line = f"{self.label} {fraction * 100:5.1f}% {count:,} {self.unit} {rate:,.0f}/s ETA {eta} {note}".rstrip()
         self.stream.write("\r" + line.ljust(self._width))
         self.stream.flush()
         self._width = len(line)

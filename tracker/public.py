@@ -20,12 +20,24 @@ from pathlib import Path
 from tracker.errors import InputError, TrackerError
 
 # Tables of paper data: what the Datasette pages, canned queries, feeds and plugins read.
-PAPER_TABLES = frozenset({
-    "papers", "authors", "paper_authors", "paper_versions", "announcements",
-    "paper_tags", "tag_scores", "manual_labels",
-    # the full-text index (content in `papers`) and its shadow tables
-    "papers_fts", "papers_fts_data", "papers_fts_idx", "papers_fts_docsize", "papers_fts_config",
-})  # fmt: skip
+PAPER_TABLES = frozenset(
+    {
+        "papers",
+        "authors",
+        "paper_authors",
+        "paper_versions",
+        "announcements",
+        "paper_tags",
+        "tag_scores",
+        "manual_labels",
+        # the full-text index (content in `papers`) and its shadow tables
+        "papers_fts",
+        "papers_fts_data",
+        "papers_fts_idx",
+        "papers_fts_docsize",
+        "papers_fts_config",
+    }
+)
 # Machinery that holds nothing about anyone: the migration log (so tracker commands can open a copy),
 # the flag a bulk writer sets inside its own transaction (the FTS insert trigger reads it).
 MACHINERY_TABLES = frozenset({"_sqlite_migrations", "fts_bulk"})
@@ -36,10 +48,19 @@ PUBLIC_TABLES = PAPER_TABLES | MACHINERY_TABLES | frozenset(WITHHELD_COLUMNS)
 # SQLite's own tables (the schema, which is in the repository anyway, and planner statistics) and the
 # table-valued functions the queries and Datasette use. Not `dbstat` (page-level sizes of every
 # table) nor `sqlite_stmt` (the SQL of other statements on the connection).
-SQLITE_PUBLIC = frozenset({
-    "sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema",
-    "sqlite_sequence", "sqlite_stat1", "sqlite_stat4", "json_each", "json_tree",
-})  # fmt: skip
+SQLITE_PUBLIC = frozenset(
+    {
+        "sqlite_master",
+        "sqlite_schema",
+        "sqlite_temp_master",
+        "sqlite_temp_schema",
+        "sqlite_sequence",
+        "sqlite_stat1",
+        "sqlite_stat4",
+        "json_each",
+        "json_tree",
+    }
+)
 SCHEMA_FUNCTION_PREFIX = "pragma_"  # pragma_table_info(...) and friends describe the schema, never rows
 
 

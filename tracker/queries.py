@@ -31,9 +31,27 @@ _SUBJECTS = {
     "stat": "AP CO ME ML OT TH",
 }
 _WHOLE_ARCHIVES = {
-    "astro-ph", "cond-mat", "gr-qc", "hep-ex", "hep-lat", "hep-ph", "hep-th", "math-ph", "nlin", "nucl-ex",
-    "nucl-th", "physics", "quant-ph", "cs", "econ", "eess", "math", "q-bio", "q-fin", "stat",
-}  # fmt: skip
+    "astro-ph",
+    "cond-mat",
+    "gr-qc",
+    "hep-ex",
+    "hep-lat",
+    "hep-ph",
+    "hep-th",
+    "math-ph",
+    "nlin",
+    "nucl-ex",
+    "nucl-th",
+    "physics",
+    "quant-ph",
+    "cs",
+    "econ",
+    "eess",
+    "math",
+    "q-bio",
+    "q-fin",
+    "stat",
+}
 KNOWN_CATEGORIES = frozenset(
     {f"{archive}.{s}" for archive, subjects in _SUBJECTS.items() for s in subjects.split()} | _WHOLE_ARCHIVES
 )
@@ -88,5 +106,7 @@ def load_queries(path: Path | None = None) -> Queries:
     if not 0 <= overlap <= 30:
         raise ConfigError(f"{path}: overlap_days {overlap:g} must be between 0 and 30")
     if not 0 < initial <= 366:
-        raise ConfigError(f"{path}: initial_days {initial:g} must be between 0 and 366 (use backfill for more)")
+        raise ConfigError(
+            f"{path}: initial_days {initial:g} must be between 0 and 366 (use backfill for more)"
+        )
     return Queries(check_categories(cats, str(path)), overlap, initial)

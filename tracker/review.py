@@ -16,11 +16,15 @@ from tracker.store import ReviewCandidate
 
 # Each answer and what it means; a manual label's action is "add" or "remove" (store.save_manual_label).
 ANSWERS = {
-    "y": "add", "yes": "add",
-    "n": "remove", "no": "remove",
-    "s": "skip", "skip": "skip",
-    "q": "quit", "quit": "quit",
-}  # fmt: skip
+    "y": "add",
+    "yes": "add",
+    "n": "remove",
+    "no": "remove",
+    "s": "skip",
+    "skip": "skip",
+    "q": "quit",
+    "quit": "quit",
+}
 WIDTH = 78
 
 
@@ -44,16 +48,18 @@ def render_candidate(c: ReviewCandidate, position: int, total: int, width: int =
     """A paper as the reader sees it: id, tag and score against threshold, title, current tags, abstract."""
     model_says = "tagged" if c.score >= c.threshold else "not tagged"
     head = f"[{position}/{total}] {c.arxiv_id}  {c.tag}: score {c.score:.3f} vs threshold {c.threshold:.3f} ({model_says})"
-    return "\n".join([
-        "",
-        head,
-        textwrap.fill(c.title or "(no title)", width),
-        abs_url(c.arxiv_id),
-        f"current tags: {', '.join(c.tags) or 'none'}",
-        "",
-        textwrap.fill(c.abstract or "(no abstract)", width, initial_indent="  ", subsequent_indent="  "),
-        "",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "",
+            head,
+            textwrap.fill(c.title or "(no title)", width),
+            abs_url(c.arxiv_id),
+            f"current tags: {', '.join(c.tags) or 'none'}",
+            "",
+            textwrap.fill(c.abstract or "(no abstract)", width, initial_indent="  ", subsequent_indent="  "),
+            "",
+        ]
+    )
 
 
 def read_answer(c: ReviewCandidate, ask: Callable[[str], str], echo: Callable[[str], None]) -> str:

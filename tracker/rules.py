@@ -238,8 +238,20 @@ def _sections(value: Any, where: str) -> tuple[SectionPattern, ...]:
 
 
 TAG_KEYS = {
-    "slug", "facet", "title", "description", "sections", "keywords", "context", "threshold", "requires_mllm",
-    "requires", "title_keywords", "exclude", "focus", _LINE,
+    "slug",
+    "facet",
+    "title",
+    "description",
+    "sections",
+    "keywords",
+    "context",
+    "threshold",
+    "requires_mllm",
+    "requires",
+    "title_keywords",
+    "exclude",
+    "focus",
+    _LINE,
 }
 
 
@@ -394,9 +406,7 @@ def load_labels(path: str | Path, taxonomy: Taxonomy) -> Labels:
             raise ConfigError(
                 f"{path}:{line}: duplicate arxiv_id {arxiv_id} (first at line {by_id[arxiv_id].line})"
             )
-        label = Label(
-            arxiv_id, tags, line, cell("title"), {"y": True, "n": False}.get(mllm), cell("source")
-        )
+        label = Label(arxiv_id, tags, line, cell("title"), {"y": True, "n": False}.get(mllm), cell("source"))
         labels.append(label)
         by_id[arxiv_id] = label
     digest = hashlib.sha256(raw).hexdigest()[:16]

@@ -48,7 +48,9 @@ def metadata_path() -> Path:
     """`./db/metadata.yml` if present, else the package's; refused with a clear message if it is missing."""
     path = datasette_path("metadata.yml")
     if not path.is_file():
-        raise TrackerError(f"{path}: Datasette metadata not found (is the tracker package installed completely?)")
+        raise TrackerError(
+            f"{path}: Datasette metadata not found (is the tracker package installed completely?)"
+        )
     return path
 
 
@@ -81,12 +83,22 @@ def check_host(host: str) -> bool:
 def datasette_command(db_path: Path, metadata_file: Path, host: str, port: int) -> list[str]:
     """The argv that starts Datasette on `db_path` with our metadata, plugins and settings."""
     cmd = [
-        sys.executable, "-m", "datasette", "serve", str(db_path),
-        "--metadata", str(metadata_file),
-        "--plugins-dir", str(datasette_path("plugins")),
-        "--static", f"tracker-static:{datasette_path('static')}",
-        "--host", host, "--port", str(port),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "datasette",
+        "serve",
+        str(db_path),
+        "--metadata",
+        str(metadata_file),
+        "--plugins-dir",
+        str(datasette_path("plugins")),
+        "--static",
+        f"tracker-static:{datasette_path('static')}",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     for name, value in SETTINGS.items():
         cmd += ["--setting", name, value]
     return cmd
@@ -102,7 +114,9 @@ def check_address(host: str, port: int) -> None:
         raise ConfigError(f"--host {host!r}: not an address this machine has ({exc})") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no conflict
+        probe.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # as uvicorn does: TIME_WAIT is no conflict
         try:
             probe.bind(address)
         except OSError as exc:

@@ -25,9 +25,18 @@ MAILING_WEEKDAYS = (6, 0, 1, 2, 3)  # date.weekday(): Sunday, Monday .. Thursday
 # a monitor should rather miss a day than page someone on a holiday.
 HOLIDAYS = frozenset(
     date.fromisoformat(d)
-    for d in ("2026-01-01", "2026-01-19", "2026-06-19", "2026-07-03", "2026-09-07", "2026-11-26",
-              "2026-12-25", "2026-12-29", "2026-12-31")
-)  # fmt: skip
+    for d in (
+        "2026-01-01",
+        "2026-01-19",
+        "2026-06-19",
+        "2026-07-03",
+        "2026-09-07",
+        "2026-11-26",
+        "2026-12-25",
+        "2026-12-29",
+        "2026-12-31",
+    )
+)
 # The nightly job needs time to run after the 20:00 mailing before its absence means anything.
 SYNC_GRACE = timedelta(hours=4)
 DIGEST_WEEKDAY = 0  # Monday: the weekly job sends the week that ended on Sunday

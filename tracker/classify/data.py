@@ -53,9 +53,14 @@ class TrainingSet:
         """The rows at these indices (an outer cross-validation fold)."""
         pick = rows.tolist()
         return TrainingSet(
-            [self.ids[i] for i in pick], [self.titles[i] for i in pick], [self.abstracts[i] for i in pick],
-            [self.tags[i] for i in pick], self.mllm[rows], self.stream[rows], self.known[rows],
-        )  # fmt: skip
+            [self.ids[i] for i in pick],
+            [self.titles[i] for i in pick],
+            [self.abstracts[i] for i in pick],
+            [self.tags[i] for i in pick],
+            self.mllm[rows],
+            self.stream[rows],
+            self.known[rows],
+        )
 
     @property
     def known(self) -> np.ndarray:

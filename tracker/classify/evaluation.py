@@ -30,8 +30,13 @@ def _svc_baseline(train_texts: Sequence[str], Y: np.ndarray, test_texts: Sequenc
     """arxiv-sanity style: plain TF-IDF + LinearSVC per tag, default C, decision > 0."""
     vec = TfidfVectorizer(stop_words="english", ngram_range=(1, 2), min_df=3, max_df=0.5, sublinear_tf=True)
     X_tr, X_te = vec.fit_transform(train_texts), vec.transform(test_texts)
-    return np.stack([LinearSVC(random_state=RANDOM_STATE).fit(X_tr, Y[:, j]).decision_function(X_te) > 0
-                     for j in range(Y.shape[1])], axis=1)  # fmt: skip
+    return np.stack(
+        [
+            LinearSVC(random_state=RANDOM_STATE).fit(X_tr, Y[:, j]).decision_function(X_te) > 0
+            for j in range(Y.shape[1])
+        ],
+        axis=1,
+    )
 
 
 def _macro(per_tag: dict[str, dict[str, float]], tags: Sequence[str]) -> float:
@@ -61,9 +66,11 @@ def _report(Y: np.ndarray, pred: np.ndarray, tags: Sequence[str], stream: np.nda
 
 
 def evaluate(
-    taxonomy: Taxonomy, data: TrainingSet, params: dict[str, Any] | None = None,
+    taxonomy: Taxonomy,
+    data: TrainingSet,
+    params: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Cross-validate the product and two baselines on the same folds; figures per tag and macro/micro.
 
     Every paper is scored by a model that never saw it (outer folds): the product is trained by the very
@@ -91,7 +98,9 @@ def evaluate(
             progress(f"fold {k + 1}/{CV_FOLDS}")
         model, _, _ = fit_model(taxonomy, data.subset(tr), params, tags)
         test_matches = [matches[i] for i in te]
-        S = model.scores([paper_text(data.titles[i], data.abstracts[i]) for i in te], [m.fired for m in test_matches])
+        S = model.scores(
+            [paper_text(data.titles[i], data.abstracts[i]) for i in te], [m.fired for m in test_matches]
+        )
         product[te] = model.given(S, test_matches)
         relevance[te] = S[:, -1]
         relevance_given[te] = S[:, -1] >= model.relevance_threshold

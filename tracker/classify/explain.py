@@ -77,14 +77,23 @@ def explain(db: Database, db_path: str | Path, arxiv_id: str, terms: int = 6) ->
         blocked = ""
         if S[j] >= th and not given[j]:
             blocked = (
-                f"needs MLLM work; relevance {relevance:.3f} < {gate:.3f}" if tag in model.gated and relevance < gate
+                f"needs MLLM work; relevance {relevance:.3f} < {gate:.3f}"
+                if tag in model.gated and relevance < gate
                 else "needs one of its `requires` phrases, and the paper has none"
-            )  # fmt: skip
+            )
         out.append(TagExplanation(tag, float(S[j]), th, tag in carried, *contributions(j), blocked))
     out.sort(key=lambda e: -e.score / max(e.threshold, 1e-9))
     rules = {t: m for t in model.facets if (m := model.rules.matched(t, title, abstract))}
     return Explanation(
-        arxiv_id, title, meta["model_id"], store.paper_tag_rows(db, arxiv_id), out, rules,
-        system_tags(model.systems, arxiv_id, title), _manual_map(db).get(arxiv_id, {}),
-        relevance, gate, contributions(len(model.model_tags))[0],
-    )  # fmt: skip
+        arxiv_id,
+        title,
+        meta["model_id"],
+        store.paper_tag_rows(db, arxiv_id),
+        out,
+        rules,
+        system_tags(model.systems, arxiv_id, title),
+        _manual_map(db).get(arxiv_id, {}),
+        relevance,
+        gate,
+        contributions(len(model.model_tags))[0],
+    )

@@ -68,7 +68,11 @@ def tfidf_transform(vec: TfidfVectorizer, texts: Sequence[str]) -> sp.csr_matrix
         counts.extend(map(grams.__getitem__, found))
         indptr.append(len(indices))
     X = sp.csr_matrix(
-        (np.asarray(counts, dtype=vec.dtype), np.asarray(indices, dtype=np.int32), np.asarray(indptr, dtype=np.int64)),
+        (
+            np.asarray(counts, dtype=vec.dtype),
+            np.asarray(indices, dtype=np.int32),
+            np.asarray(indptr, dtype=np.int64),
+        ),
         shape=(len(texts), len(vec.vocabulary_)),
     )
     X.sort_indices()

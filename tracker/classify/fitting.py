@@ -112,9 +112,13 @@ def best_threshold(
 
 
 def decide(
-    S: np.ndarray, relevance: np.ndarray, thresholds: np.ndarray, relevance_threshold: float,
-    gated: np.ndarray, met: np.ndarray,
-) -> np.ndarray:  # fmt: skip
+    S: np.ndarray,
+    relevance: np.ndarray,
+    thresholds: np.ndarray,
+    relevance_threshold: float,
+    gated: np.ndarray,
+    met: np.ndarray,
+) -> np.ndarray:
     """Which model tags each paper gets: the only place scores become tags (`predict` and `evaluate`).
 
     :param S: papers x model tags, calibrated scores
@@ -138,9 +142,14 @@ class Fitted:
 
 
 def fit(
-    X_text: sp.csr_matrix, rule_hits: sp.csr_matrix, Y: np.ndarray, mllm: np.ndarray, gated: np.ndarray,
-    params: dict[str, Any], known: np.ndarray | None = None,
-) -> Fitted:  # fmt: skip
+    X_text: sp.csr_matrix,
+    rule_hits: sp.csr_matrix,
+    Y: np.ndarray,
+    mllm: np.ndarray,
+    gated: np.ndarray,
+    params: dict[str, Any],
+    known: np.ndarray | None = None,
+) -> Fitted:
     """Fit every head; calibrate each and choose its threshold on inner cross-validated margins.
 
     :param X_text: rows x terms, TF-IDF of the training texts
@@ -165,8 +174,11 @@ def fit(
     platt = np.zeros((n_tags + 1, 2))
     thresholds = np.zeros(n_tags + 1)
     oof = np.full(heads.shape, np.nan)
-    inner = list(StratifiedKFold(INNER_FOLDS, shuffle=True, random_state=RANDOM_STATE).split(
-        np.zeros(n), _strata(heads)))  # fmt: skip
+    inner = list(
+        StratifiedKFold(INNER_FOLDS, shuffle=True, random_state=RANDOM_STATE).split(
+            np.zeros(n), _strata(heads)
+        )
+    )
     for j in range(n_tags + 1):
         X = X_text if j == n_tags else sp.hstack([X_text, rule_hits[:, j] * weight], format="csr")
         y, mask = heads[:, j], rows[j]

@@ -162,8 +162,11 @@ class RuleSet:
         return cls(
             {
                 t.slug: {
-                    "keywords": list(t.keywords), "title_keywords": list(t.title_keywords),
-                    "context": list(t.context), "exclude": list(t.exclude), "requires": list(t.requires),
+                    "keywords": list(t.keywords),
+                    "title_keywords": list(t.title_keywords),
+                    "context": list(t.context),
+                    "exclude": list(t.exclude),
+                    "requires": list(t.requires),
                     "focus": t.focus,
                 }
                 for t in taxonomy.tags

@@ -91,7 +91,9 @@ class Model:
 
     def features(self, texts: Sequence[str], fired: Sequence[set[str]]) -> sp.csr_matrix:
         """TF-IDF of the texts, then one 0/1 column per model tag: did its rule fire (`Match.fired`)."""
-        return sp.hstack([tfidf_transform(self.tfidf, texts), RuleSet.hits(fired, self.model_tags)], format="csr")
+        return sp.hstack(
+            [tfidf_transform(self.tfidf, texts), RuleSet.hits(fired, self.model_tags)], format="csr"
+        )
 
     def scores(self, texts: Sequence[str], fired: Sequence[set[str]]) -> np.ndarray:
         """Calibrated scores, rows = texts: one column per model tag, then the relevance score."""
@@ -129,9 +131,11 @@ class TrainReport:
 
 
 def fit_model(
-    taxonomy: Taxonomy, data: TrainingSet, params: dict[str, Any] | None = None,
+    taxonomy: Taxonomy,
+    data: TrainingSet,
+    params: dict[str, Any] | None = None,
     tags: Sequence[str] | None = None,
-) -> tuple[Model, dict[str, Any], dict[str, dict[str, Any]]]:  # fmt: skip
+) -> tuple[Model, dict[str, Any], dict[str, dict[str, Any]]]:
     """Fit a model on `data`: the model, the plain object `train` saves, and inner cross-validated figures.
 
     `train` saves what this returns; `evaluate` calls it on each outer fold's training part, with the
@@ -141,9 +145,13 @@ def fit_model(
     rules = RuleSet.from_taxonomy(taxonomy)
     tags = list(tags) if tags is not None else model_tags_for(taxonomy, data)
     if not tags:
-        raise ModelError(f"no tag has {MIN_POSITIVES} labelled papers with an abstract; add labels and retrain")
+        raise ModelError(
+            f"no tag has {MIN_POSITIVES} labelled papers with an abstract; add labels and retrain"
+        )
     if data.mllm.all() or not data.mllm.any():
-        raise ModelError("cannot train the relevance score: the labels need papers about MLLMs and papers not")
+        raise ModelError(
+            "cannot train the relevance score: the labels need papers about MLLMs and papers not"
+        )
     Y = data.matrix(tags)
     matches = [rules.match(t, a) for t, a in zip(data.titles, data.abstracts, strict=True)]
     vec = build_vectorizer(params)
@@ -164,7 +172,9 @@ def fit_model(
         "thresholds": fitted.thresholds,
         "gated": sorted(gated),
         "rules": {k: dict(v) for k, v in rules.spec.items()},
-        "rule_tags": [t.slug for t in taxonomy.tags if t.slug not in tags and (t.keywords or t.title_keywords)],
+        "rule_tags": [
+            t.slug for t in taxonomy.tags if t.slug not in tags and (t.keywords or t.title_keywords)
+        ],
         "systems": [
             {"name": s.name, "tags": list(s.tags), "arxiv_id": s.arxiv_id or "", "title": s.title or ""}
             for s in taxonomy.named_systems
@@ -178,17 +188,24 @@ def fit_model(
     pred = model.given(oof, matches)
     cv: dict[str, dict[str, Any]] = {}
     for j, tag in enumerate(tags):
-        cv[tag] = _prf(Y[:, j].astype(bool), pred[:, j]) | {"threshold": round(float(fitted.thresholds[j]), 4)}
+        cv[tag] = _prf(Y[:, j].astype(bool), pred[:, j]) | {
+            "threshold": round(float(fitted.thresholds[j]), 4)
+        }
     known = data.known
     cv["relevance"] = _prf(data.mllm[known], oof[known, -1] >= fitted.thresholds[-1]) | {
-        "threshold": round(float(fitted.thresholds[-1]), 4)}  # fmt: skip
+        "threshold": round(float(fitted.thresholds[-1]), 4)
+    }
     return model, obj, cv
 
 
 def train(
-    taxonomy: Taxonomy, data: TrainingSet, model_path: Path, meta_path: Path, label_hash: str,
+    taxonomy: Taxonomy,
+    data: TrainingSet,
+    model_path: Path,
+    meta_path: Path,
+    label_hash: str,
     params: dict[str, Any] | None = None,
-) -> TrainReport:  # fmt: skip
+) -> TrainReport:
     """Train on `data`, save the model (skops) and its sidecar, and report cross-validated scores per tag."""
     started = time.monotonic()
     model, obj, cv = fit_model(taxonomy, data, params)
@@ -286,7 +303,12 @@ def _model_from_obj(obj: dict[str, Any]) -> Model:
         raise ModelError(f"the model file is not a tracker model ({type(exc).__name__}: {exc})") from None
     n_tags = len(model.model_tags)
     shapes = (model.W.shape, model.b.shape, model.platt.shape, model.thresholds.shape)
-    if shapes != ((len(model.tfidf.vocabulary_) + n_tags, n_tags + 1), (n_tags + 1,), (n_tags + 1, 2), (n_tags + 1,)):
+    if shapes != (
+        (len(model.tfidf.vocabulary_) + n_tags, n_tags + 1),
+        (n_tags + 1,),
+        (n_tags + 1, 2),
+        (n_tags + 1,),
+    ):
         raise ModelError(f"the model file is not a tracker model (arrays of shapes {shapes})")
     return model
 
@@ -319,9 +341,7 @@ def load_model(
     # Sidecars written before file_sha256 existed used the first 12 hex digits of the file's hash as the id.
     expected = meta.get("file_sha256")
     if (digest != expected) if expected else (digest[:12] != meta.get("model_id")):
-        raise ModelError(
-            f"{model_path} does not match its sidecar {meta_path.name}; {retrain}"
-        )
+        raise ModelError(f"{model_path} does not match its sidecar {meta_path.name}; {retrain}")
     untrusted = set(sio.get_untrusted_types(data=raw)) - set(TRUSTED_TYPES)
     if untrusted:
         raise ModelError(

@@ -43,9 +43,12 @@ def training_data(
 ) -> TrainingSet:
     """The training set of `labels` with the database's manual labels (and texts of papers not bundled)."""
     return training_set(
-        labels, store.manual_labels(db), lambda ids: store.paper_texts(db, ids),
-        gated={t.slug for t in taxonomy.tags if t.requires_mllm}, **records,  # type: ignore[arg-type]
-    )  # fmt: skip
+        labels,
+        store.manual_labels(db),
+        lambda ids: store.paper_texts(db, ids),
+        gated={t.slug for t in taxonomy.tags if t.requires_mllm},
+        **records,  # type: ignore[arg-type]
+    )
 
 
 def train_from_db(

@@ -54,7 +54,9 @@ def predict(
         for j in given_rows[i]:
             tags[tag_names[j]] = (row[j], "model")
         for tag in sorted(matches[i].fired & rule_tags):
-            if (is_mllm[i] or tag not in gated) and (tag in matches[i].met or not model.rules.has_requires(tag)):
+            if (is_mllm[i] or tag not in gated) and (
+                tag in matches[i].met or not model.rules.has_requires(tag)
+            ):
                 tags.setdefault(tag, (1.0, "rule"))
         for tag, _name in model.system_index.tags(arxiv_id, title):
             tags[tag] = (1.0, "rule")
@@ -101,7 +103,9 @@ def chunk_rows(
         for tag, (score, source) in r.tags.items():
             owner = model_id if source != "manual" else None
             out.tags.append((r.arxiv_id, tag, model.facets.get(tag, ""), round(score, 4), source, owner))
-        out.scores += [(r.arxiv_id, t, round(s, 4), round(th, 4), model_id) for t, (s, th) in r.scores.items()]
+        out.scores += [
+            (r.arxiv_id, t, round(s, 4), round(th, 4), model_id) for t, (s, th) in r.scores.items()
+        ]
         slugs = sorted(r.tags, key=lambda t: order.get(t, len(order)))
         out.papers.append((r.arxiv_id, json.dumps(slugs), model_id, round(r.relevance, 4), int(r.mllm)))
         out.tagged += bool(r.tags)

@@ -12,8 +12,10 @@ if TYPE_CHECKING:
 
 
 def render_train(report: TrainReport) -> str:
-    lines = [f"trained model {report.model_id} on {report.papers} papers in {report.seconds:.1f}s -> {report.model_path}",
-             f"{'tag':15} {'support':>7} {'P':>5} {'R':>5} {'F1':>5} {'threshold':>9}   (inner cross-validation)"]  # fmt: skip
+    lines = [
+        f"trained model {report.model_id} on {report.papers} papers in {report.seconds:.1f}s -> {report.model_path}",
+        f"{'tag':15} {'support':>7} {'P':>5} {'R':>5} {'F1':>5} {'threshold':>9}   (inner cross-validation)",
+    ]
     for tag, m in report.cv.items():
         name = "MLLM relevance" if tag == "relevance" else tag
         lines.append(
@@ -31,7 +33,9 @@ def render_explanation(e: Explanation) -> str:
     lines.append("  up:   " + (", ".join(f"{t} (+{c:.3f})" for t, c in e.relevance_terms) or "-"))
     for x in e.model:
         above = x.score >= x.threshold
-        verdict = "TAGGED" if above and not x.blocked else f"not tagged: {x.blocked}" if above else "near miss"
+        verdict = (
+            "TAGGED" if above and not x.blocked else f"not tagged: {x.blocked}" if above else "near miss"
+        )
         if x.tag in e.manual:  # a person's label wins over the model: say so next to the model's view
             side = "above" if above else "below"
             person = "added" if e.manual[x.tag] == "add" else "removed"
@@ -68,10 +72,15 @@ def render_evaluation(report: dict[str, Any]) -> str:
         support = systems["product"]["per_tag"][tag]["support"]
         lines.append(f"{tag:15} {support:>7}  " + "  ".join(cells))
     lines.append("")
-    for key, title in (("macro_f1", "macro-F1 (core tags)"), ("macro_f1_other", "macro-F1 (alignment..)"),
-                       ("micro_f1", "micro-F1 (core tags)"), ("micro_precision", "micro-precision (core)"),
-                       ("micro_recall", "micro-recall (core)"), ("no_core_tagged", "no-core papers tagged"),
-                       ("stream_tagged", "unread corpus tagged")):  # fmt: skip
+    for key, title in (
+        ("macro_f1", "macro-F1 (core tags)"),
+        ("macro_f1_other", "macro-F1 (alignment..)"),
+        ("micro_f1", "micro-F1 (core tags)"),
+        ("micro_precision", "micro-precision (core)"),
+        ("micro_recall", "micro-recall (core)"),
+        ("no_core_tagged", "no-core papers tagged"),
+        ("stream_tagged", "unread corpus tagged"),
+    ):
         lines.append(f"{title:24}" + "  ".join(f"{systems[s][key]:>20.3f}" for s in systems))
     rel = report["relevance"]
     lines.append(

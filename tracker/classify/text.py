@@ -35,7 +35,9 @@ def tokenize(text: str) -> list[str]:
     if not spaced.isascii() and _ODD_CHAR.search(spaced):
         spaced = _NON_TOKEN.sub(" ", spaced)
     # Stop words go here rather than in a second pass (scikit-learn's own filter then finds none).
-    return [t for w in spaced.split() if (t := w.strip("-")) and t[0].isalpha() and t not in ENGLISH_STOP_WORDS]
+    return [
+        t for w in spaced.split() if (t := w.strip("-")) and t[0].isalpha() and t not in ENGLISH_STOP_WORDS
+    ]
 
 
 def paper_text(title: str | None, abstract: str | None) -> str:

@@ -37,9 +37,13 @@ def run_demo_sync(db: Database, progress: Progress | None = None) -> DemoResult:
     records, announcements = demo_snapshot()
     with ArxivMirror(records, announcements) as mirror:
         opts = SyncOptions(
-            categories=DEMO_CATEGORIES, since=DEMO_SINCE, until=DEMO_UNTIL,
-            api_url=mirror.api_url, rss_url=mirror.rss_url, page_size=100,
-        )  # fmt: skip
+            categories=DEMO_CATEGORIES,
+            since=DEMO_SINCE,
+            until=DEMO_UNTIL,
+            api_url=mirror.api_url,
+            rss_url=mirror.rss_url,
+            page_size=100,
+        )
         # No delay: the mirror is on loopback and belongs to us; against arXiv the default is 3 s.
         session = PoliteSession(delay=0.0, retries=2, backoff=0.1)
         report = Syncer(db, session, opts, progress).run(now=datetime(2025, 8, 8, tzinfo=timezone.utc))

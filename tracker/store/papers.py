@@ -113,7 +113,8 @@ def _supersedes(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
     return any(
         new[col] != old[col]
         for col in PAPER_COLUMNS[2:]
-        if not (new[col] is None and col in _KEPT_IF_MISSING) and not (col == "categories" and new[col] == "[]")
+        if not (new[col] is None and col in _KEPT_IF_MISSING)
+        and not (col == "categories" and new[col] == "[]")
     )
 
 
@@ -331,7 +332,9 @@ def newest_updated(db: Database) -> str | None:
 # -- export --------------------------------------------------------------------------------------
 
 
-def papers_for_export(db: Database, tag: str | None = None, since: str | None = None) -> Iterator[dict[str, Any]]:
+def papers_for_export(
+    db: Database, tag: str | None = None, since: str | None = None
+) -> Iterator[dict[str, Any]]:
     """Full-metadata papers (newest first) with `tags` = [{tag, facet, score, source}], optionally one tag's only.
 
     A generator: rows are read as they are written out, so exporting a million papers does not hold them.

@@ -36,9 +36,24 @@ QUERY = "search_with_tags"
 PLAIN_SEARCH = {("_sort_desc", "published")}
 # After the primary key (arxiv_id), which Datasette always shows first.
 DEFAULT_COLUMNS = (
-    "title", "tags", "mllm", "announced", "published", "updated", "primary_category", "authors",
-    "abstract", "abs_url", "pdf_url", "categories", "comment", "journal_ref", "doi", "version", "relevance",
-)  # fmt: skip
+    "title",
+    "tags",
+    "mllm",
+    "announced",
+    "published",
+    "updated",
+    "primary_category",
+    "authors",
+    "abstract",
+    "abs_url",
+    "pdf_url",
+    "categories",
+    "comment",
+    "journal_ref",
+    "doi",
+    "version",
+    "relevance",
+)
 COLUMN_CHOICES = {"_col", "_nocol", "_format"}
 TABLE_PATH = re.compile(r"^/(?P<database>[^/]+)/" + TABLE + r"/?$")
 
@@ -102,11 +117,13 @@ def asgi_wrapper(datasette: Datasette) -> Callable[[ASGIApp], ASGIApp]:
                         scope = {**scope, "query_string": columns.encode("latin-1")}
                 await app(scope, receive, send)
                 return
-            await send({
-                "type": "http.response.start",
-                "status": 302,
-                "headers": [(b"location", target.encode("latin-1")), (b"content-length", b"0")],
-            })  # fmt: skip
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 302,
+                    "headers": [(b"location", target.encode("latin-1")), (b"content-length", b"0")],
+                }
+            )
             await send({"type": "http.response.body", "body": b""})
 
         return redirect_table_search
