@@ -42,7 +42,7 @@ def main() -> None:
         started = time.monotonic()
         report = classify.train_from_db(db, db_path, taxonomy, labels)
         print(
-            f"train: {time.monotonic() - started:.1f} s on {report.papers} papers ({len(report.cv)} model tags)"
+            f"train: {time.monotonic() - started:.1f} s on {report.papers} papers ({len(report.model.model_tags) if report.model else 0} model tags + the relevance score)"
         )
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         started = time.monotonic()

@@ -138,7 +138,8 @@ def save_papers(db: Database, rows: Iterable[PaperRow], now: str | None = None) 
         changed: list[PaperRow] = []
         for arxiv_id, row in best.items():
             old = existing.get(arxiv_id)
-            if not _supersedes(_stored_form(row), old):
+            # A paper not stored yet is new whatever it holds: no stored form to build (the ingest hot path).
+            if old is not None and not _supersedes(_stored_form(row), old):
                 counts.unchanged += 1
                 continue
             if old is None:
