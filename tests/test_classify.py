@@ -501,3 +501,13 @@ def test_a_removed_tag_does_not_teach_the_relevance_score_that_a_paper_is_not_ml
     )
     i = row[unlabelled]
     assert np.isnan(fitted.oof[i, -1]) and not np.isnan(fitted.oof[i, tags.index("MIT")])
+
+
+def test_evaluate_reads_a_database_and_never_creates_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRACKER_RULES", str(FIXTURES.parent.parent.parent / "tracker" / "defaults" / "rules"))
+    tiny = tmp_path / "tiny.csv"  # fails fast, after the database is opened
+    tiny.write_text("arxiv_id,tags\n2103.00020,contrastive\n")
+    missing = tmp_path / "nope.db"
+    result = CliRunner().invoke(cli, ["evaluate", str(missing), "--labels", str(tiny)])
+    assert result.exit_code == 1 and "nothing to evaluate" in result.output
+    assert not missing.exists()

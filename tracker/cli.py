@@ -639,7 +639,8 @@ def evaluate(db_path: str, labels_file: str | None, as_json: bool) -> None:
     from tracker import classify, store
 
     taxonomy, labels = _rules_and_labels(Path(labels_file) if labels_file else None)
-    db = store.open_db(db_path)
+    # Only read: a database adds its manual labels; a path with none yet is no reason to create one.
+    db = store.open_readonly(db_path) if Path(db_path).exists() else None
     data = classify.training_data(db, taxonomy, labels)
     report = classify.evaluate(taxonomy, data, progress=lambda s: click.echo(s, err=True))
     click.echo(_json.dumps(report, indent=2) if as_json else classify.render_evaluation(report))

@@ -39,13 +39,14 @@ class ClassifyReport:
 
 
 def training_data(
-    db: Database, taxonomy: Taxonomy, labels: Labels, **records: Sequence[dict[str, Any]]
+    db: Database | None, taxonomy: Taxonomy, labels: Labels, **records: Sequence[dict[str, Any]]
 ) -> TrainingSet:
-    """The training set of `labels` with the database's manual labels (and texts of papers not bundled)."""
+    """The training set of `labels` with the database's manual labels (and texts of papers not bundled);
+    without a database, the labels and bundled texts alone."""
     return training_set(
         labels,
-        store.manual_labels(db),
-        lambda ids: store.paper_texts(db, ids),
+        store.manual_labels(db) if db is not None else [],
+        lambda ids: store.paper_texts(db, ids) if db is not None else {},
         gated={t.slug for t in taxonomy.tags if t.requires_mllm},
         **records,  # type: ignore[arg-type]
     )
