@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run, sync_args, terminal_output
+from helpers import run, self_signed_cert, sync_args, terminal_output
 
 from tracker import store
 from tracker.fetch import redirect_refusal
@@ -279,29 +279,7 @@ def test_a_redirect_on_the_same_host_is_followed(tmp_path, mirror, march_2024):
 @pytest.fixture
 def tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
     """A server context with a throwaway self-signed certificate for 127.0.0.1, trusted by requests."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed_cert(tmp_path)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -355,16 +333,7 @@ def test_no_network_is_one_short_line_naming_the_host_and_the_option(tmp_path: P
     result = run(
         "sync",
         db,
-        "--api-url",
-        f"http://127.0.0.1:{port}/api/query",
-        "--delay",
-        "0",
-        "--backoff",
-        "0.05",
-        "--retries",
-        "2",
-        "--no-classify",
-        *WINDOW,
+        *dead_api_args(port),
     )
     assert result.exit_code == 1
     (line,) = errors(result.stderr)
@@ -374,21 +343,22 @@ def test_no_network_is_one_short_line_naming_the_host_and_the_option(tmp_path: P
     assert_lock_free(db)
 
 
+def dead_api_args(port: int) -> list[str]:
+    """Sync options for an API nobody answers on `port`: quick retries, no classifier."""
+    return ["--api-url", f"http://127.0.0.1:{port}/api/query", "--delay", "0", "--backoff", "0.05"] + [
+        "--retries",
+        "2",
+        "--no-classify",
+        *WINDOW,
+    ]
+
+
 def test_no_network_on_a_terminal_says_what_it_is_waiting_for(tmp_path: Path) -> None:
     port = dead_port()
     code, _, shown = terminal_output(
         "sync",
         tmp_path / "t.db",
-        "--api-url",
-        f"http://127.0.0.1:{port}/api/query",
-        "--delay",
-        "0",
-        "--backoff",
-        "0.05",
-        "--retries",
-        "2",
-        "--no-classify",
-        *WINDOW,
+        *dead_api_args(port),
     )
     assert code == 1
     assert f"waiting for 127.0.0.1:{port} (retry 1 of 2 in 0 s)" in shown, shown

@@ -22,6 +22,7 @@ from digest_support import (
     silent_server,
     smtp_server,
 )
+from helpers import self_signed_cert
 
 from tracker import store
 from tracker.cli import cli
@@ -334,35 +335,7 @@ def test_bad_auth_file_is_one_line_error_and_nothing_is_sent(week_db, tmp_path, 
 @pytest.fixture
 def tls_files(tmp_path):
     """A self-signed certificate for 127.0.0.1, trusted by the client through SSL_CERT_FILE."""
-    import shutil
-    import subprocess
-
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    return self_signed_cert(tmp_path)
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
