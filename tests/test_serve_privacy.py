@@ -1,14 +1,17 @@
 """What `tracker serve` must not show (issue 13): subscribers, digests and other private state, by URL or SQL.
 
 A real Datasette process (`tracker serve`) on loopback over a real SQLite file holding a subscriber,
-their digest history (with an SMTP error naming them) and the sync's own state; every trick a reader
-could type into the SQL box is tried and the address must appear in no answer. Also: the publishable
+their digest history (with an SMTP error naming them), their library and reading model (issue 15: "the
+library is not readable through tracker serve") and the sync's own state; every trick a reader could
+type into the SQL box, and a canned query, is tried and the address must appear in no answer. Also: the publishable
 copy (`tracker public-copy`) holds none of it, not even in free pages of the file; the tag feed answers
 for any tag in any case; hostile paper fields are neither linked nor kept as HTML.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +21,7 @@ import httpx
 import pytest
 from helpers import run
 from sample_db import build_sample_db
-from test_datasette import rows_of, serving
+from test_datasette import QUERIES, free_port, rows_of, serving, start, stop
 
 ADDRESS = "private.reader@example.org"
 SMTP_ERROR = f"550 5.1.1 <{ADDRESS}>: Recipient address rejected"
@@ -26,6 +29,7 @@ SECRET_QUERY = "secret-harvest-endpoint"
 HOSTILE_ID = "2699.00001"
 HOSTILE_TITLE = 'Hostile <img src="https://evil.example/t.png"> title'
 HOSTILE_PDF = "https://evil.example/2699.00001.pdf"
+LIBRARY_ENTRY = "a-paper-only-this-reader-knows-they-read"
 
 
 def add_private_state(path: Path) -> None:
@@ -56,6 +60,20 @@ def add_private_state(path: Path) -> None:
             "INSERT INTO sync_runs (started, source, query, status, error) "
             "VALUES ('2026-07-02T06:00:00+00:00', 'load', ?, 'failed', ?)",
             (f"/home/someone/{SECRET_QUERY}.xml", f"cannot read /home/someone/{SECRET_QUERY}.xml"),
+        )
+        # Their library (issue 15), the model fitted on it, and a paper's vector.
+        conn.execute(
+            "INSERT INTO library (email, line, arxiv_id, entry, status) VALUES (?, 1, ?, ?, 'matched')",
+            (ADDRESS, arxiv_id, LIBRARY_ENTRY),
+        )
+        conn.execute(
+            "INSERT INTO reader_models (email, model_id, library_hash, weights, bias, fitted) "
+            "VALUES (?, 'sample', ?, x'0000803f', 0.5, '2026-07-01T07:00:00+00:00')",
+            (ADDRESS, LIBRARY_ENTRY),
+        )
+        conn.execute(
+            "INSERT INTO paper_vectors (arxiv_id, model_id, terms, weights) VALUES (?, ?, x'01000000', x'0000803f')",
+            (arxiv_id, LIBRARY_ENTRY),
         )
         # A paper whose fields try to inject markup and a non-arXiv link.
         conn.execute(
@@ -88,12 +106,22 @@ def site(db_path: Path) -> Iterator[httpx.Client]:
         yield client
 
 
-PRIVATE_TABLES = ("subscribers", "digests", "digest_papers", "sync_state", "backfill_state")
+PRIVATE_TABLES = (
+    "subscribers",
+    "digests",
+    "digest_papers",
+    "sync_state",
+    "backfill_state",
+    "library",
+    "reader_models",
+    "paper_vectors",
+)
 
 
 def assert_private(response: httpx.Response) -> None:
     body = response.text
     assert ADDRESS not in body and "example.org" not in body and SECRET_QUERY not in body, body[:300]
+    assert LIBRARY_ENTRY not in body, body[:300]
 
 
 @pytest.mark.parametrize("table", PRIVATE_TABLES)
@@ -125,6 +153,13 @@ SQL_TRICKS = [
     "select name, sql from sqlite_master",  # the schema is public (it is in the repository); rows are not
     "attach database ':memory:' as x",
     "select * from papers_fts where papers_fts match 'example'",
+    "select * from library",
+    "select entry from [LIBRARY] where email like '%example%'",
+    "select p.title, l.entry from papers p join library l on l.arxiv_id = p.arxiv_id",
+    "select title from papers where arxiv_id in (select arxiv_id from library) limit 1",
+    "select s.* from similar_papers s join library l on l.arxiv_id = s.arxiv_id",
+    "select * from reader_models",
+    "select model_id from paper_vectors",
 ]
 
 
@@ -133,8 +168,39 @@ def test_private_rows_cannot_be_read_by_sql(site: httpx.Client, sql: str) -> Non
     for suffix in ("", ".json", ".csv"):
         response = site.get(f"/papers{suffix}", params={"sql": sql})
         assert_private(response)
-    if "subscribers" in sql.lower() and "pragma" not in sql:
+    if re.search(r"subscribers|library|reader_models|paper_vectors", sql, re.I) and "pragma" not in sql:
         assert site.get("/papers.json", params={"sql": sql}).status_code == 400
+
+
+def test_private_rows_cannot_be_read_by_a_canned_query(db_path: Path, tmp_path: Path) -> None:
+    """Not even a canned query (which a deployment could add to the metadata) reads the library."""
+    from tracker.serve import datasette_command, load_metadata
+
+    metadata = load_metadata(db_path.stem)
+    queries = metadata["databases"][db_path.stem]["queries"]
+    queries["my_library"] = {"sql": "select l.entry, p.title from library l join papers p using (arxiv_id)"}
+    queries["readers"] = {"sql": "select email, library_hash from reader_models where email like :who"}
+    metadata_file = tmp_path / "metadata.json"
+    metadata_file.write_text(json.dumps(metadata))
+    port = free_port()
+    proc = start(datasette_command(db_path, metadata_file, "127.0.0.1", port), port, tmp_path / "ds.log")
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/papers") as client:
+            for name, params in (("my_library", {}), ("readers", {"who": "%"})):
+                for suffix in ("", ".json", ".csv"):
+                    answer = client.get(f"{name}{suffix}", params=params)
+                    assert_private(answer)
+                assert client.get(f"{name}.json", params=params).status_code == 400
+            # and none of the shipped queries shows any of it, whatever it is asked
+            for name in QUERIES:
+                for value in ("", "%", ADDRESS, LIBRARY_ENTRY):
+                    params = {"tag": value, "id": value, "q": value, "week_of": value, "margin": "1"}
+                    answer = client.get(f"{name}.json", params=params)  # (the answer echoes the params)
+                    assert answer.status_code == 200, (name, answer.text[:300])
+                    rows = json.dumps(answer.json()["rows"])
+                    assert ADDRESS not in rows and LIBRARY_ENTRY not in rows and SECRET_QUERY not in rows
+    finally:
+        stop(proc)
 
 
 def test_sync_runs_show_counts_but_not_queries_or_errors(site: httpx.Client) -> None:
@@ -165,6 +231,7 @@ def test_public_copy_holds_no_private_table_or_byte(db_path: Path, tmp_path: Pat
     assert result.exit_code == 0, result.stderr
     data = out.read_bytes()
     assert ADDRESS.encode() not in data and SECRET_QUERY.encode() not in data
+    assert LIBRARY_ENTRY.encode() not in data
     conn = sqlite3.connect(out)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "papers" in tables and "paper_tags" in tables and not tables & set(PRIVATE_TABLES)

@@ -1,11 +1,12 @@
 """What of a tracker database may be shown to others, and a publishable copy holding only that.
 
-The rule is an allow-list: the papers, their authors, versions, announcements, tags and scores, the
-search index, and the sync log without its queries and errors. Everything else (subscribers, digests
-and the papers mailed to each address, the sync and backfill state, and any table a later migration
-adds) is private until it is listed here. `tracker serve` enforces this with an SQLite authorizer
-(tracker/defaults/db/plugins/tracker_readonly.py calls `read_verdict` for every column a statement
-reads), and `tracker public-copy` writes a copy of the file that holds nothing else.
+The rule is an allow-list: the papers, their authors, versions, announcements, tags, scores and similar
+papers, the search index, and the sync log without its queries and errors. Everything else (subscribers,
+digests and the papers mailed to each address, readers' libraries and models, the sync and backfill
+state, and any table a later migration adds) is private until it is listed here. `tracker serve`
+enforces this with an SQLite authorizer (tracker/defaults/db/plugins/tracker_readonly.py calls
+`read_verdict` for every column a statement reads), and `tracker public-copy` writes a copy of the file
+that holds nothing else.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ PAPER_TABLES = frozenset(
         "paper_tags",
         "tag_scores",
         "manual_labels",
+        "similar_papers",  # each paper's nearest papers (issue 15): computed from the papers alone
         # the full-text index (content in `papers`) and its shadow tables
         "papers_fts",
         "papers_fts_data",
@@ -38,6 +40,9 @@ PAPER_TABLES = frozenset(
         "papers_fts_config",
     }
 )
+# Not listed, so private (issue 15): `library` (the papers a subscriber gave as their own, which say
+# what that person reads: private like `subscribers`), `reader_models` (a model fitted on that library,
+# as telling) and `paper_vectors` (machinery, not paper data: large blobs that no page or query reads).
 # Machinery that holds nothing about anyone: the migration log (so tracker commands can open a copy),
 # the flag a bulk writer sets inside its own transaction (the FTS insert trigger reads it).
 MACHINERY_TABLES = frozenset({"_sqlite_migrations", "fts_bulk"})
