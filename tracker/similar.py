@@ -10,7 +10,8 @@ multiply-adds per (batch paper, stored paper) pair with this vocabulary, and bou
 not help (the 10th neighbour's cosine is about 0.1, below what the common terms alone can add up to). So
 the product is split by how common a term is in the batch: common terms multiply a dense block (a BLAS-like
 axpy per stored term), rare ones go through scipy's sparse product, whose output they keep sparse; two
-threads share the chunks (scipy releases the GIL). bench/bench_similar.py measures it at 100k and 1M papers.
+threads share the chunks (scipy releases the GIL). bench/bench_similar.py measures it: 1,500 new papers
+against 1M stored in 46 s at 411 MiB peak RSS on 2 cores (100k: 6.5 s).
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def vectors_of(db: Database, model_id: str, ids: Sequence[str], n_features: int)
     for part in _parts(ids):
         sql = (
             "SELECT arxiv_id, terms, weights FROM paper_vectors "
-            f"WHERE model_id = ? AND arxiv_id IN ({', '.join('?' * len(part))})"
+            f"WHERE +model_id = ? AND arxiv_id IN ({', '.join('?' * len(part))})"
         )
         found.update((r[0], (r[1], r[2])) for r in db.conn.execute(sql, [model_id, *part]))
     return unpack_rows([found.get(i, (b"", b"")) for i in ids], n_features)
@@ -108,8 +108,8 @@ def iter_vector_chunks(
     last = ""
     sql = (
         "SELECT arxiv_id, terms, weights, floor, neighbours_by IS ? FROM paper_vectors "
-        "WHERE arxiv_id > ? AND model_id = ? ORDER BY arxiv_id LIMIT ?"
-    )
+        "WHERE arxiv_id > ? AND +model_id = ? ORDER BY arxiv_id LIMIT ?"
+    )  # `+`: walk the primary key, not the model's index (which would sort every row for each chunk)
     while True:
         rows = db.conn.execute(sql, (model_id, last, model_id, chunk_size)).fetchall()
         if not rows:
