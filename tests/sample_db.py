@@ -26,6 +26,7 @@ TAG_RULES = (
     ("evaluation", "topic", r"\bbenchmark"),
 )
 THRESHOLD = 0.5
+SIMILAR_K = 3  # neighbours per paper in the sample (the engine keeps 10)
 # Stands in for the relevance model: papers that say they are about multimodal or large language models.
 MLLM_PATTERN = r"multi-?modal|vision[- ]language|large language model|\bLLMs?\b|\bMLLMs?\b"
 
@@ -95,6 +96,16 @@ def build_sample_db(path: Path, limit: int | None = None) -> Path:
             "(SELECT tag FROM paper_tags t WHERE t.arxiv_id = papers.arxiv_id ORDER BY tag)), '[]')"
         )
         db.conn.executemany("UPDATE papers SET relevance = ?, mllm = ? WHERE arxiv_id = ?", relevance)
+        # Stand-in neighbours for the `similar` query: each paper's next papers in corpus order.
+        ids = [rec["id"] for rec in records]
+        db.conn.executemany(
+            "INSERT INTO similar_papers VALUES (?, ?, ?, ?)",
+            [
+                (arxiv_id, rank, ids[(i + rank) % len(ids)], round(0.9 - rank * 0.05, 3))
+                for i, arxiv_id in enumerate(ids)
+                for rank in range(1, min(SIMILAR_K, len(ids) - 1) + 1)
+            ],
+        )
         db.conn.executemany(
             "INSERT OR IGNORE INTO announcements VALUES (?, ?, ?, ?, ?)",
             [

@@ -35,6 +35,7 @@ QUERY_PARAMS = {
     "tag_above_score": {"tag": "M-CoT", "min_score": "0.6"},
     "search_with_tags": {"q": "hallucination"},
     "tag_feed": {"tag": "M-CoT"},
+    "similar": {"id": "1703.01347"},  # the corpus's first paper (sample_db gives every paper neighbours)
 }
 
 

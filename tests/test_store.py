@@ -152,6 +152,7 @@ def test_tagging_round_trip_replaces_a_chunks_tags_and_marks_the_model(db: Datab
         ],
         scores=[("2506.00001", "MIT", 0.9, 0.5, "m1"), ("2506.00002", "MIT", 0.2, 0.5, "m1")],
         papers=[("2506.00001", '["MIT", "VQA"]', "m1", 0.8, 1), ("2506.00002", "[]", "m1", 0.1, 0)],
+        vectors=[("2506.00001", "m1", b"\x01\0\0\0", b"\0\0\x80?"), ("2506.00002", "m1", b"", b"")],
     )
     assert [r["tag"] for r in store.paper_tag_rows(db, "2506.00001")] == ["MIT", "VQA"]
     first = {"tag": "MIT", "facet": "task", "score": 0.9, "source": "model", "model_id": "m1"}
@@ -165,6 +166,28 @@ def test_tagging_round_trip_replaces_a_chunks_tags_and_marks_the_model(db: Datab
     assert [(r["tag"], r["model_id"]) for r in store.paper_tag_rows(db, "2506.00001")] == [("VQA", "m2")]
     marked = db.execute("SELECT tags, tagged_by FROM papers WHERE arxiv_id = '2506.00001'").fetchone()
     assert marked == ('["VQA"]', "m2")
+
+
+def test_a_paper_tagged_before_vectors_were_kept_is_tagged_again_to_get_one(db: Database) -> None:
+    """A database from before issue 15 has tags but no paper vectors: the next classify must visit
+    those papers, or they never get neighbours nor count for readers' libraries."""
+    three_papers(db)
+    store.save_tagging(db, [], [], [(f"2506.0000{n}", "[]", "m1", 0.1, 0) for n in (1, 2, 3)])
+    assert store.count_untagged(db, "m1") == 3
+    vector = ("m1", b"\x01\0\0\0", b"\0\0\x80?")
+    store.save_tagging(db, [], [], [("2506.00002", "[]", "m1", 0.1, 0)], [("2506.00002", *vector)])
+    assert [r[0] for c in store.iter_untagged(db, "m1") for r in c] == ["2506.00001", "2506.00003"]
+
+
+def test_a_changed_vector_needs_new_neighbours_and_an_unchanged_one_keeps_them(db: Database) -> None:
+    three_papers(db)
+    row = ("2506.00001", "[]", "m1", 0.1, 0)
+    store.save_tagging(db, [], [], [row], [("2506.00001", "m1", b"\x01\0\0\0", b"\0\0\x80?")])
+    db.execute("UPDATE paper_vectors SET neighbours_by = 'm1'")
+    store.save_tagging(db, [], [], [row], [("2506.00001", "m1", b"\x01\0\0\0", b"\0\0\x80?")])
+    assert db.execute("SELECT neighbours_by FROM paper_vectors").fetchall() == [("m1",)]
+    store.save_tagging(db, [], [], [row], [("2506.00001", "m1", b"\x02\0\0\0", b"\0\0\x80?")])
+    assert db.execute("SELECT neighbours_by FROM paper_vectors").fetchall() == [(None,)]
 
 
 def test_a_manual_label_applies_at_once_and_a_removal_takes_the_tag_away(db: Database) -> None:

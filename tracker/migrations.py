@@ -291,3 +291,52 @@ def m010_mllm_relevance(db: Database) -> None:
         ALTER TABLE papers ADD COLUMN mllm INTEGER;
         """
     )
+
+
+@migrations()
+def m011_readers_and_neighbours(db: Database) -> None:
+    # Issue 15. paper_vectors: each paper's TF-IDF vector under a model's vocabulary (sorted term ids as
+    # little-endian int32, weights as float32, L2-normalised), so nearest neighbours and reader models never
+    # re-tokenise a million abstracts. `neighbours_by` is the model_id its similar_papers list was computed
+    # under (NULL: still to do); `floor` is the score of its k-th neighbour, the bar a newcomer must beat.
+    # similar_papers: the nearest papers of each paper by cosine, rank 1 the closest.
+    # library: a subscriber's own papers, as read from the file they gave (private, like subscribers).
+    # reader_models: a subscriber's fitted ranking model, and what it was fitted on.
+    db.executescript(
+        """
+        CREATE TABLE paper_vectors (
+            -- no REFERENCES papers: a paper's Datasette row page counts the rows of every table that
+            -- references it, and the authorizer refuses this private table, so the page would answer 500
+            arxiv_id TEXT PRIMARY KEY,
+            model_id TEXT NOT NULL,
+            terms BLOB NOT NULL,
+            weights BLOB NOT NULL,
+            neighbours_by TEXT,
+            floor REAL NOT NULL DEFAULT 0
+        );
+        CREATE INDEX idx_paper_vectors_pending ON paper_vectors(model_id, neighbours_by);
+        CREATE TABLE similar_papers (
+            arxiv_id TEXT NOT NULL REFERENCES papers(arxiv_id),
+            rank INTEGER NOT NULL,
+            similar_id TEXT NOT NULL REFERENCES papers(arxiv_id),
+            score REAL NOT NULL,
+            PRIMARY KEY (arxiv_id, rank)
+        );
+        CREATE TABLE library (
+            email TEXT NOT NULL REFERENCES subscribers(email),
+            line INTEGER NOT NULL,             -- where in the file the entry starts
+            arxiv_id TEXT,                     -- NULL: could not be matched
+            entry TEXT NOT NULL,               -- what the file said (id, URL, DOI or title)
+            status TEXT NOT NULL,              -- matched / fetched / missing / unmatched
+            PRIMARY KEY (email, line)
+        );
+        CREATE TABLE reader_models (
+            email TEXT PRIMARY KEY REFERENCES subscribers(email),
+            model_id TEXT NOT NULL,            -- the vocabulary it was fitted over
+            library_hash TEXT NOT NULL,        -- the library papers it was fitted on
+            weights BLOB NOT NULL,             -- float32 per term
+            bias REAL NOT NULL,
+            fitted TEXT NOT NULL
+        );
+        """
+    )

@@ -89,17 +89,28 @@ class Model:
     def relevance_threshold(self) -> float:
         return float(self.thresholds[-1])
 
-    def features(self, texts: Sequence[str], fired: Sequence[set[str]]) -> sp.csr_matrix:
-        """TF-IDF of the texts, then one 0/1 column per model tag: did its rule fire (`Match.fired`)."""
-        return sp.hstack(
-            [tfidf_transform(self.tfidf, texts), RuleSet.hits(fired, self.model_tags)], format="csr"
-        )
+    def features(
+        self, texts: Sequence[str], fired: Sequence[set[str]], tfidf: sp.csr_matrix | None = None
+    ) -> sp.csr_matrix:
+        """TF-IDF of the texts, then one 0/1 column per model tag: did its rule fire (`Match.fired`).
 
-    def scores(self, texts: Sequence[str], fired: Sequence[set[str]]) -> np.ndarray:
+        :param tfidf: the texts' TF-IDF rows when the caller has them already (`tfidf_transform`)
+        """
+        X_text = tfidf_transform(self.tfidf, texts) if tfidf is None else tfidf
+        return sp.hstack([X_text, RuleSet.hits(fired, self.model_tags)], format="csr")
+
+    def scores(
+        self, texts: Sequence[str], fired: Sequence[set[str]], tfidf: sp.csr_matrix | None = None
+    ) -> np.ndarray:
         """Calibrated scores, rows = texts: one column per model tag, then the relevance score."""
         if not texts:
             return np.zeros((0, len(self.model_tags) + 1))
-        return _calibrate(np.asarray(self.features(texts, fired) @ self.W) + self.b, self.platt)
+        return _calibrate(np.asarray(self.features(texts, fired, tfidf) @ self.W) + self.b, self.platt)
+
+    @property
+    def n_terms(self) -> int:
+        """Size of the TF-IDF vocabulary: the length of a paper vector under this model."""
+        return len(self.tfidf.vocabulary_)
 
     def given(self, S: np.ndarray, matches: Sequence[Match]) -> np.ndarray:
         """papers x model tags: which model tags the papers get (`fitting.decide`)."""

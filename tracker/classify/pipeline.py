@@ -1,5 +1,6 @@
 """Training and tagging against the database: the only module of the classifier (with `explain`) that
-uses `store`. `run_classify` streams chunks of papers through forked worker processes.
+uses `store`. `run_classify` streams chunks of papers through forked worker processes, stores each
+paper's TF-IDF vector with its tags, then brings the similar papers up to date (`tracker.similar`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tracker.classify.predict import ChunkRows, chunk_rows
 from tracker.config import model_paths, rules_dir
 from tracker.progress import Progress
 from tracker.rules import Labels, Taxonomy, load_rules
+from tracker.similar import update_neighbours
 
 CHUNK_SIZE = 2000
 MAX_WORKERS = 4
@@ -36,6 +38,7 @@ class ClassifyReport:
     model_id: str
     trained: bool = False
     seconds: float = 0.0
+    neighbours: int = 0  # papers whose similar papers were (re)computed
 
 
 def training_data(
@@ -144,9 +147,15 @@ def run_classify(
     # Counted once: it decides whether to start workers and is the progress bar's 100 %.
     total = store.count_untagged(db, model_id, all_papers)
     for rows in _tagged_chunks(db, model, model_id, manual, all_papers, total):
-        store.save_tagging(db, rows.tags, rows.scores, rows.papers)
+        vectors = []
+        if rows.tfidf is not None:
+            blobs = store.pack_rows(rows.tfidf)
+            vectors = [(p[0], model_id, t, w) for p, (t, w) in zip(rows.papers, blobs, strict=True)]
+        store.save_tagging(db, rows.tags, rows.scores, rows.papers, vectors)
         papers += len(rows.papers)
         tagged += rows.tagged
         if progress:
             progress.update(papers / max(total, papers), papers, force=papers >= total)
-    return ClassifyReport(papers, tagged, model_id, trained, time.monotonic() - started)
+    # New and changed vectors against all: their similar papers, and their place in the others' lists.
+    near = update_neighbours(db, model_id, model.n_terms)
+    return ClassifyReport(papers, tagged, model_id, trained, time.monotonic() - started, near.papers)

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
+from tracker.classify.features import tfidf_transform
 from tracker.classify.modelfile import Model
 from tracker.classify.text import paper_text
 
@@ -29,16 +31,20 @@ class Tagging:
 
 
 def predict(
-    model: Model, papers: Sequence[tuple[str, str, str]], manual: dict[str, dict[str, str]] | None = None
+    model: Model,
+    papers: Sequence[tuple[str, str, str]],
+    manual: dict[str, dict[str, str]] | None = None,
+    tfidf: sp.csr_matrix | None = None,
 ) -> list[Tagging]:
     """Tag (arxiv_id, title, abstract) papers: the model's tags, then keyword rules, then named systems;
     manual labels last. Tags that require MLLM work go only to papers the relevance score passes.
 
     :param manual: {arxiv_id: {tag: 'add' | 'remove'}}: a person's word wins over everything else
+    :param tfidf: the papers' TF-IDF rows (`tfidf_transform` of their `paper_text`), if already computed
     """
     matches = [model.rules.match(title, abstract) for _, title, abstract in papers]  # once per paper
     texts = [paper_text(title, abstract) for _, title, abstract in papers]
-    S = model.scores(texts, [m.fired for m in matches])
+    S = model.scores(texts, [m.fired for m in matches], tfidf)
     given = model.given(S, matches)
     relevance = S[:, -1] if len(papers) else np.zeros(0)
     is_mllm = (relevance >= model.relevance_threshold).tolist()
@@ -87,6 +93,8 @@ class ChunkRows:
     scores: list[tuple[str, str, float, float, str]]
     papers: list[tuple[str, str, str, float, int]]
     tagged: int
+    # the chunk's TF-IDF rows, in chunk order: the papers' vectors for `paper_vectors`
+    tfidf: sp.csr_matrix | None = None
 
 
 def chunk_rows(
@@ -99,7 +107,10 @@ def chunk_rows(
     """
     order = {t: i for i, t in enumerate(model.facets)}
     out = ChunkRows([], [], [], 0)
-    for r in predict(model, chunk, manual):
+    # One TF-IDF pass serves the tags and the stored vectors (neighbours, reader models).
+    X = tfidf_transform(model.tfidf, [paper_text(title, abstract) for _, title, abstract in chunk])
+    out.tfidf = X
+    for r in predict(model, chunk, manual, X):
         for tag, (score, source) in r.tags.items():
             owner = model_id if source != "manual" else None
             out.tags.append((r.arxiv_id, tag, model.facets.get(tag, ""), round(score, 4), source, owner))

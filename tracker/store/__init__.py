@@ -8,7 +8,9 @@ which module holds a function. The modules:
 - `papers`: papers, versions, authors, announcements, texts, day-window reads and exports;
 - `runs`: the `sync_runs` log (`recorded_run`) and where syncs and backfills left off;
 - `digests`: subscribers and the exactly-once record of what was mailed;
-- `tagging`: model tags and scores, manual labels, review candidates.
+- `tagging`: model tags and scores, manual labels, review candidates;
+- `vectors`: papers' TF-IDF vectors and their nearest neighbours (`similar_papers`);
+- `readers`: subscribers' libraries and ranking models, and the vector reads a ranking needs.
 """
 
 from __future__ import annotations
@@ -53,6 +55,18 @@ from tracker.store.papers import (
     tag_counts_by_week,
     tagged_papers_between,
 )
+from tracker.store.readers import (
+    library_ids,
+    library_rows,
+    reader_model,
+    readers_with_library,
+    sample_vectors,
+    save_library,
+    save_reader_model,
+    title_matches,
+    vector_blobs,
+    window_vectors,
+)
 from tracker.store.runs import (
     INTERRUPTED,
     BackfillState,
@@ -84,6 +98,7 @@ from tracker.store.tagging import (
     stored_tags,
     strongest_tagged,
 )
+from tracker.store.vectors import pack_rows, similar_to, unpack_rows
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -108,6 +123,8 @@ __all__ = [
     "get_state",
     "iter_untagged",
     "last_ok_by_source",
+    "library_ids",
+    "library_rows",
     "list_subscribers",
     "manual_labels",
     "mark_abandoned_runs",
@@ -116,6 +133,7 @@ __all__ = [
     "open_db",
     "open_existing",
     "open_readonly",
+    "pack_rows",
     "paper_exists",
     "paper_tag_rows",
     "paper_texts",
@@ -124,18 +142,24 @@ __all__ = [
     "papers_needing_metadata",
     "papers_per_day",
     "progress_run",
+    "reader_model",
+    "readers_with_library",
     "recent_digests",
     "recorded_run",
     "require_database",
     "review_candidates",
+    "sample_vectors",
     "save_announcements",
     "save_backfill_state",
+    "save_library",
     "save_manual_label",
     "save_paper_versions",
     "save_papers",
+    "save_reader_model",
     "save_state",
     "save_subscriber",
     "save_tagging",
+    "similar_to",
     "scored_tags",
     "sent_versions",
     "start_run",
@@ -145,6 +169,10 @@ __all__ = [
     "table_counts",
     "tag_counts_by_week",
     "tagged_papers_between",
+    "title_matches",
+    "unpack_rows",
     "utcnow",
+    "vector_blobs",
+    "window_vectors",
     "writer_lock",
 ]

@@ -37,8 +37,11 @@ def save_subscriber(db: Database, email: str, tags: Sequence[str]) -> bool:
 
 
 def delete_subscriber(db: Database, email: str) -> bool:
-    """Remove a subscriber (their digest history stays, so a re-subscribe does not resend); True if found."""
+    """Remove a subscriber and their library (their digest history stays, so a re-subscribe does not
+    resend); True if found."""
     with db.atomic():
+        db.conn.execute("DELETE FROM library WHERE email = ?", (email,))
+        db.conn.execute("DELETE FROM reader_models WHERE email = ?", (email,))
         cursor = db.conn.execute("DELETE FROM subscribers WHERE email = ?", (email,))
     return cursor.rowcount > 0
 

@@ -21,12 +21,21 @@ from tracker.store.core import utcnow
 REVIEW_DISTANCE_SQL = "max(s.score / s.threshold, s.threshold / s.score)"
 
 
+# A paper to (re)tag: never tagged, tagged by another model, or tagged before paper vectors were kept
+# (issue 15: a database from an older tracker gets its vectors on the next classify). Parameters: model_id
+# twice.
+UNTAGGED_SQL = (
+    "tagged_by IS NULL OR tagged_by != ? OR NOT EXISTS (SELECT 1 FROM paper_vectors v "
+    "WHERE v.arxiv_id = papers.arxiv_id AND v.model_id = ?)"
+)
+
+
 def count_untagged(db: Database, model_id: str, all_papers: bool = False) -> int:
     """How many papers `iter_untagged` will yield."""
     papers = db.table("papers")
     if all_papers:
         return papers.count
-    return papers.count_where("tagged_by IS NULL OR tagged_by != ?", [model_id])
+    return papers.count_where(UNTAGGED_SQL, [model_id, model_id])
 
 
 def iter_untagged(
@@ -38,9 +47,9 @@ def iter_untagged(
     before reading the next, and memory stays flat whatever the size of the table.
     """
     last = ""
-    where = "" if all_papers else "AND (tagged_by IS NULL OR tagged_by != ?)"
+    where = "" if all_papers else f"AND ({UNTAGGED_SQL})"
     while True:
-        args: list[Any] = [last] + ([] if all_papers else [model_id]) + [chunk_size]
+        args: list[Any] = [last] + ([] if all_papers else [model_id, model_id]) + [chunk_size]
         rows = db.conn.execute(
             f"SELECT arxiv_id, title, abstract FROM papers WHERE arxiv_id > ? {where} ORDER BY arxiv_id LIMIT ?",
             args,
@@ -56,13 +65,17 @@ def save_tagging(
     tags: Sequence[tuple[str, str, str, float, str, str | None]],
     scores: Sequence[tuple[str, str, float, float, str]],
     papers: Sequence[tuple[str, str, str, float, int]],
+    vectors: Sequence[tuple[str, str, bytes, bytes]] = (),
 ) -> None:
-    """Replace the tags and scores of a chunk of papers, in one transaction.
+    """Replace the tags, scores and TF-IDF vectors of a chunk of papers, in one transaction.
 
     :param tags: (arxiv_id, tag, facet, score, source, model_id) rows for `paper_tags`
     :param scores: (arxiv_id, tag, score, threshold, model_id) rows for `tag_scores`
     :param papers: (arxiv_id, tags JSON, tagged_by, relevance, mllm) for the papers of the chunk (all of
         them, tagged or not)
+    :param vectors: (arxiv_id, model_id, terms, weights) rows for `paper_vectors` (`store.pack_rows`); a
+        paper whose vector changed has its neighbours recomputed (`tracker.similar`), one whose vector is
+        the same keeps them
     """
     ids = [(p[0],) for p in papers]
     with db.atomic():
@@ -79,6 +92,14 @@ def save_tagging(
         db.conn.executemany(
             "UPDATE papers SET tags = ?, tagged_by = ?, relevance = ?, mllm = ? WHERE arxiv_id = ?",
             ((p[1], p[2], p[3], p[4], p[0]) for p in papers),
+        )
+        db.conn.executemany(
+            "INSERT INTO paper_vectors (arxiv_id, model_id, terms, weights) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(arxiv_id) DO UPDATE SET model_id = excluded.model_id, terms = excluded.terms, "
+            "weights = excluded.weights, neighbours_by = CASE WHEN paper_vectors.model_id = excluded.model_id "
+            "AND paper_vectors.terms = excluded.terms AND paper_vectors.weights = excluded.weights "
+            "THEN paper_vectors.neighbours_by END",
+            vectors,
         )
 
 
