@@ -10,6 +10,7 @@ import logging
 import math
 import sqlite3
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,17 @@ class ArxivId(click.ParamType):
 SECONDS = Seconds(min=0, max=86400)
 POSITIVE_SECONDS = Seconds(min=0.1, max=86400)
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def window_options() -> Decorator:
+    """--week, or --since/--until: the window of papers a digest or a ranking covers."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = click.option("--until", help="Last day of a custom window, YYYY-MM-DD (inclusive)")(func)
+        func = click.option("--since", help="First day of a custom window, YYYY-MM-DD")(func)
+        return click.option("--week", help="ISO week, e.g. 2026-W47 (default: the last complete week)")(func)
+
+    return decorate
 
 
 def wait_option(default: float = 0.0, help: str = "Seconds to wait for another writer's lock") -> Decorator:
@@ -416,7 +428,10 @@ def classify_new(db: Database, db_path: str) -> None:
     report = run_classify(db, db_path, progress=bar)
     if bar:
         bar.close()
-    click.echo(f"classify: {report.papers} papers, {report.tagged} tagged (model {report.model_id[:12]})")
+    click.echo(
+        f"classify: {report.papers} papers, {report.tagged} tagged, {report.neighbours} with new similar "
+        f"papers (model {report.model_id[:12]})"
+    )
 
 
 # == classification =============================================================================
@@ -662,9 +677,7 @@ def load_digest_taxonomy(db: Database) -> DigestTaxonomy:
 
 @cli.command()
 @click.argument("db_path", type=click.Path(dir_okay=False))
-@click.option("--week", help="ISO week, e.g. 2026-W47 (default: the last complete week)")
-@click.option("--since", help="First day of a custom window, YYYY-MM-DD")
-@click.option("--until", help="Last day of a custom window, YYYY-MM-DD (inclusive)")
+@window_options()
 @click.option(
     "--out", type=click.Path(dir_okay=False), help="Write the message (.eml) or the HTML page (.html)"
 )
@@ -689,6 +702,14 @@ def load_digest_taxonomy(db: Database) -> DigestTaxonomy:
     is_flag=True,
     help="List every paper under the classic vision task tags, not only MLLM work",
 )
+@click.option(
+    "--datasette-url",
+    envvar="TRACKER_DATASETTE_URL",
+    default="http://127.0.0.1:8001",
+    show_default=True,
+    help="Where `tracker serve` answers, for each paper's 'similar papers' link in the HTML "
+    "(env TRACKER_DATASETTE_URL; empty: no link)",
+)
 @wait_option()
 @click.option("--now", hidden=True, help="Pretend it is this ISO date-time (reproducible output)")
 @handle_errors
@@ -709,6 +730,7 @@ def digest(
     skip_empty: bool,
     max_per_tag: int,
     all_tasks: bool,
+    datasette_url: str,
     wait: float,
     now: str | None,
 ) -> None:
@@ -744,9 +766,21 @@ def digest(
     # Printing or writing a file only reads: it works on a database the user cannot write.
     db = store.open_db(db_path) if send else store.open_readonly(db_path)
     subscribers = dict(store.list_subscribers(db))
-    source = DigestSource(db, load_digest_taxonomy(db), window, moment, max_per_tag, all_tasks, db_path)
+    source = DigestSource(
+        db,
+        load_digest_taxonomy(db),
+        window,
+        moment,
+        max_per_tag,
+        all_tasks,
+        db_path,
+        datasette_url=datasette_url or None,
+        readers=True,
+        save_models=send,
+    )
     if not send:
-        d = source.build(subscribers.get(addresses[0], []) if addresses else ())
+        reader = addresses[0] if addresses else None
+        d = source.build(subscribers.get(reader, []) if reader else (), reader=reader)
         if d.empty and skip_empty:
             click.echo(f"{window.label}: nothing new in your tags", err=True)
         elif out:
@@ -784,25 +818,241 @@ def digest(
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.argument("email")
 @click.option("--tag", "tags", multiple=True, help="Only this tag (repeatable); default: every tag")
+@click.option(
+    "--library",
+    "library_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Your own papers (BibTeX, Zotero CSV, RIS, or arXiv ids/URLs a line): the digest opens with "
+    "a 'For you' section ranked by them; again to replace it",
+)
+@click.option("--offline", is_flag=True, help="Do not fetch library papers missing from the database")
+@click.option("--api-url", default=DEFAULT_API_URL, show_default=True, help="API endpoint for missing papers")
+@delay_option()
+@timeout_option()
+@retries_option()
 @wait_option()
 @handle_errors
-def subscribe(db_path: str, email: str, tags: tuple[str, ...], wait: float) -> None:
+def subscribe(
+    db_path: str,
+    email: str,
+    tags: tuple[str, ...],
+    library_file: str | None,
+    offline: bool,
+    api_url: str,
+    delay: float,
+    timeout: float,
+    retries: int,
+    wait: float,
+) -> None:
     """Subscribe EMAIL to the weekly digest (all tags, or those given); rerun to change the tags.
+
+    With --library, papers of the file missing from the database are fetched from arXiv by id
+    (--offline: not), and entries that name no paper are listed with their line. The library is
+    private: `tracker serve` and `public-copy` never show it.
 
     \b
     Example:
         tracker subscribe papers.db me@example.org
         tracker subscribe papers.db me@example.org --tag hallucination --tag evaluation
+        tracker subscribe papers.db me@example.org --library ~/Zotero/export.bib
     """
     existing(db_path)
-    from tracker import mail, store
+    from pathlib import Path
+
+    from tracker import mail, readers, store
+    from tracker.library import read_library
 
     email = mail.check_address(email)
+    # A bad file fails here, before anything is stored.
+    library = read_library(Path(library_file)) if library_file else None
     with store.writer_lock(db_path, wait):
         db = store.open_db(db_path)
         chosen = load_digest_taxonomy(db).validate(tags)
-        new = store.save_subscriber(db, email, chosen)
+        resolved = readers.resolve(db, library) if library else []
+        if library and not offline:
+            from tracker.fetch import PoliteSession
+
+            session = PoliteSession(
+                delay=delay, timeout=timeout, retries=retries, url_options={api_url: "--api-url"}
+            )
+            if readers.fetch_missing(
+                db, resolved, session, api_url, report=lambda m: click.echo(m, err=True)
+            ):
+                classify_new(db, db_path)  # fetched papers get their tags and vectors
+        with db.atomic():  # the subscriber and their library together, or neither
+            new = store.save_subscriber(db, email, chosen)
+            if library:
+                store.save_library(db, email, [r.row() for r in resolved])
+        if library:
+            fit_reader_model(db, db_path, email)
     click.echo(f"{'subscribed' if new else 'updated'} {email}: {', '.join(chosen) or 'all tags'}")
+    if library:
+        click.echo(f"library {library_file}: {readers.summary(library, resolved)}")
+        for line in readers.problems(resolved):
+            click.echo(f"  {line}", err=True)
+
+
+@cli.command()
+@click.argument("db_path", type=click.Path(dir_okay=False))
+@click.argument("arxiv_id", type=ArxivId())
+@click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True, help="Papers to list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array (arxiv_id, title, score)")
+@handle_errors
+def similar(db_path: str, arxiv_id: str, limit: int, as_json: bool) -> None:
+    """The papers nearest to ARXIV_ID by TF-IDF cosine, closest first (kept up to date by sync and classify).
+
+    \b
+    Example:
+        tracker similar papers.db 2506.04039
+        tracker similar papers.db https://arxiv.org/abs/2506.04039v2 --limit 5 --json
+    """
+    existing(db_path)
+    import json
+
+    from tracker import store
+
+    db = store.open_readonly(db_path)
+    if not store.paper_exists(db, arxiv_id):
+        raise ConfigError(f"{arxiv_id} is not in {db_path}")
+    rows = store.similar_to(db, arxiv_id, limit)
+    if as_json:
+        click.echo(
+            json.dumps([{**r, "score": round(r["score"], 4)} for r in rows], indent=2, ensure_ascii=False)
+        )
+        return
+    if not rows:
+        raise ConfigError(
+            f"{arxiv_id} has no similar papers yet (no abstract, or not classified): run tracker classify {db_path}"
+        )
+    for r in rows:
+        click.echo(f"{r['score']:.3f}  {r['arxiv_id']:<16}  {r['title']}")
+
+
+def fit_reader_model(db: Database, db_path: str, email: str) -> None:
+    """Fit and store the reader's ranking model now, so the weekly digest only scores (skipped while the
+    database has no classifier, hence no paper vectors: the digest fits it later)."""
+    from tracker.recommend import Vocabulary
+
+    with contextlib.suppress(ModelError):
+        Vocabulary.of(db, db_path).reader(email, save=True)
+
+
+@cli.command()
+@click.argument("db_path", type=click.Path(dir_okay=False))
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as a JSON array")
+@handle_errors
+def library(db_path: str, email: str, as_json: bool) -> None:
+    """Show what was understood of EMAIL's library: each entry, its line and the paper it names.
+
+    \b
+    Example:
+        tracker library papers.db me@example.org
+    """
+    existing(db_path)
+    import json
+
+    from tracker import store
+
+    db = store.open_readonly(db_path)
+    rows = store.library_rows(db, email.strip())
+    if not rows:
+        known = any(e == email.strip() for e, _ in store.list_subscribers(db))
+        raise ConfigError(
+            f"{email} has no library; add one: tracker subscribe DB_PATH {email} --library FILE"
+            if known
+            else f"{email} is not subscribed"
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for r in rows:
+        shown = r["title"] or r["entry"]
+        click.echo(f"line {r['line']:>5}  {r['status']:<9}  {r['arxiv_id'] or '-':<18}  {shown}")
+    kinds = ", ".join(f"{n} {s}" for s, n in Counter(r["status"] for r in rows).items())
+    click.echo(f"{len(rows)} entries: {kinds}", err=True)
+
+
+@cli.command()
+@click.argument("db_path", type=click.Path(dir_okay=False))
+@click.option(
+    "--library",
+    "library_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Rank by this library file (matched offline against the database)",
+)
+@click.option("--for", "email", help="Rank for this subscriber's stored library")
+@window_options()
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True, help="Papers to list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array (arxiv_id, title, score, like)")
+@click.option("--now", hidden=True, help="Pretend it is this ISO date-time")
+@handle_errors
+def recommend(
+    db_path: str,
+    library_file: str | None,
+    email: str | None,
+    week: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    as_json: bool,
+    now: str | None,
+) -> None:
+    """Rank a week's papers for a reader by their own library, each with the library paper it is most like.
+
+    \b
+    Example:
+        tracker recommend papers.db --for me@example.org
+        tracker recommend papers.db --library my.bib --week 2026-W47 --limit 50 --json
+    """
+    existing(db_path)
+    import json
+    from pathlib import Path
+
+    from tracker import readers, recommend, store
+    from tracker.dates import parse_now
+    from tracker.digest import window_from_options
+    from tracker.library import read_library
+
+    if (library_file is None) == (email is None):
+        raise ConfigError("pass one of --library FILE or --for EMAIL")
+    window = window_from_options(week, since, until, parse_now(now).date())
+    library = read_library(Path(library_file)) if library_file else None
+    db = store.open_readonly(db_path)
+    vocab = recommend.Vocabulary.of(db, db_path)
+    if library:
+        resolved = readers.resolve(db, library)
+        ids = [r.arxiv_id for r in resolved if r.arxiv_id and r.status == readers.MATCHED]
+        for line in readers.problems(resolved):
+            click.echo(line, err=True)
+        model = vocab.fit(ids)
+    else:
+        assert email is not None
+        ids = store.library_ids(db, email.strip())
+        stored = vocab.reader(email.strip(), save=False)
+        if stored is None:
+            raise ConfigError(
+                f"{email} has no library papers in the database; "
+                f"add some: tracker subscribe DB_PATH {email} --library FILE"
+            )
+        model = stored
+    picks = recommend.rank(
+        vocab,
+        recommend.Window.read(vocab, window.since.isoformat(), window.until.isoformat()),
+        model,
+        ids,
+        limit,
+    )
+    if as_json:
+        click.echo(json.dumps([p.as_json() for p in picks], indent=2, ensure_ascii=False))
+        return
+    if not picks:
+        click.echo(f"{window.label}: no papers with abstracts in this window", err=True)
+        return
+    click.echo(f"{window.label}: {len(picks)} papers for this library, best first")
+    for p in picks:
+        click.echo(f"{p.score:.3f}  {p.arxiv_id:<16}  {p.title}")
+        click.echo(f"{'':>7}like: {p.like_title}")
 
 
 @cli.command()

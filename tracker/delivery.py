@@ -35,19 +35,33 @@ from email.message import EmailMessage
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlite_utils import Database
 
-from tracker import digest, mail, store
-from tracker.errors import ConfigError, MailError, TrackerError
+from tracker import digest, mail, recommend, store
+from tracker.endpoints import abs_url
+from tracker.errors import ConfigError, MailError, ModelError, TrackerError
 
 log = logging.getLogger(__name__)
+
+FOR_YOU = 10  # papers in a reader's "For you" section
+
+
+def similar_link(datasette_url: str, db_path: str | Path) -> Callable[[str], str]:
+    """A paper's similar papers in the Datasette of `tracker serve` at `datasette_url` (the `similar`
+    canned query of a database named after the file's stem, as Datasette names it)."""
+    base = f"{datasette_url.rstrip('/')}/{quote(Path(db_path).stem)}/similar?id="
+    return lambda arxiv_id: base + quote(arxiv_id, safe="")
 
 
 class DigestSource:
     """The window's rows and trend, read once and shared by every recipient's digest.
 
     :param db_path: the database path as the user wrote it, named in the footer's commands.
+    :param datasette_url: where `tracker serve` runs, for each paper's "similar papers" link (None: no link).
+    :param readers: give subscribers with a library their "For you" section.
+    :param save_models: store the readers' ranking models fitted on the way (needs a writable database).
     """
 
     def __init__(
@@ -59,9 +73,21 @@ class DigestSource:
         max_per_tag: int,
         all_tasks: bool = False,
         db_path: str | None = None,
+        datasette_url: str | None = None,
+        readers: bool = False,
+        save_models: bool = False,
     ) -> None:
         self.taxonomy, self.window, self.now, self.max_per_tag = taxonomy, window, now, max_per_tag
         self.all_tasks, self.db_path = all_tasks, shlex.quote(str(db_path)) if db_path else None
+        self.db, self.save_models = db, save_models
+        self.similar_url = similar_link(datasette_url, db_path) if datasette_url and db_path else None
+        # Readers with a library get a "For you" section: the window's vectors are read once for all.
+        self.ranking: tuple[recommend.Vocabulary, recommend.Window] | None = None
+        if readers and db_path and store.readers_with_library(db):
+            with contextlib.suppress(ModelError):  # no classifier yet: no vectors, no "For you"
+                vocab = recommend.Vocabulary.of(db, db_path)
+                since, until = window.since.isoformat(), window.until.isoformat()
+                self.ranking = (vocab, recommend.Window.read(vocab, since, until))
         self.rows = store.tagged_papers_between(db, window.since.isoformat(), window.until.isoformat())
         first = digest.trend_mondays(window)[0]
         self.trend = store.tag_counts_by_week(db, first.isoformat(), window.until.isoformat())
@@ -71,7 +97,10 @@ class DigestSource:
         )
         self.charts: dict[Any, bytes] = {}
 
-    def build(self, tags: Sequence[str] = (), sent: dict[str, int] | None = None) -> digest.Digest:
+    def build(
+        self, tags: Sequence[str] = (), sent: dict[str, int] | None = None, reader: str | None = None
+    ) -> digest.Digest:
+        """The digest of `reader` (their "For you" section if they gave a library)."""
         return digest.build(
             self.rows,
             self.taxonomy,
@@ -83,7 +112,34 @@ class DigestSource:
             mllm_trend=self.mllm_trend,
             max_per_tag=self.max_per_tag,
             all_tasks=self.all_tasks,
+            for_you=self.for_you(reader, sent or {}) if reader else [],
+            similar_url=self.similar_url,
         )
+
+    def for_you(self, reader: str, sent: dict[str, int], limit: int = FOR_YOU) -> list[digest.ForYou]:
+        """The window's papers best for this reader by their library; none already sent to them."""
+        if self.ranking is None:
+            return []
+        vocab, window = self.ranking
+        # A stored model is refitted when the library or the vocabulary changed (and saved when sending).
+        model = vocab.reader(reader, save=self.save_models)
+        if model is None:
+            return []
+        picks = recommend.rank(
+            vocab, window, model, store.library_ids(self.db, reader), limit, frozenset(sent)
+        )
+        return [
+            digest.ForYou(
+                p.arxiv_id,
+                p.version,
+                p.title,
+                abs_url(p.arxiv_id),
+                p.score,
+                p.like_title,
+                self.similar_url(p.arxiv_id) if self.similar_url else None,
+            )
+            for p in picks
+        ]
 
     def chart(self, d: digest.Digest) -> bytes | None:
         """The trend PNG for a digest's tags (None when there is nothing to draw), drawn once per tag set."""
@@ -239,7 +295,7 @@ def deliver_digests(
             continue
         if record and record["state"] == "sending":
             report(f"{label} to {email}: an earlier attempt was interrupted mid-send; sending again")
-        d = source.build(tags, None if resend else store.sent_versions(db, email))
+        d = source.build(tags, None if resend else store.sent_versions(db, email), reader=email)
         if d.empty and skip_empty:
             store.finish_digest(db, email, label, "empty")
             report(f"{label} to {email}: nothing new in their tags; skipped (--skip-empty)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -182,10 +182,24 @@ class Entry:
     source: str
     snippet: str
     revision: bool
+    similar_url: str | None = None  # the paper's similar papers in Datasette, when its address is known
 
     @property
     def score_text(self) -> str:
         return "manual" if self.source == "manual" else f"{self.score:.2f}"
+
+
+@dataclass
+class ForYou:
+    """A paper ranked for this reader by their own library (`tracker.recommend`)."""
+
+    arxiv_id: str
+    version: int
+    title: str
+    url: str
+    score: float
+    like: str  # title of the library paper it is most like
+    similar_url: str | None = None  # the paper's similar papers in Datasette, when its address is known
 
 
 @dataclass
@@ -223,6 +237,7 @@ class Digest:
     quiet_tags: list[str] = field(default_factory=list)  # chosen tags with nothing this window
     total: int = 0  # distinct papers of the window in the chosen tags, listed or beyond the per-tag cap
     task_hidden: int = 0  # papers kept out of the task sections because they are not MLLM work
+    for_you: list[ForYou] = field(default_factory=list)  # ranked by the reader's library, best first
 
     @property
     def sections(self) -> list[TagSection]:
@@ -230,11 +245,11 @@ class Digest:
 
     @property
     def empty(self) -> bool:
-        return not self.sections
+        return not self.sections and not self.for_you
 
     def paper_versions(self) -> list[tuple[str, int]]:
         """(arxiv_id, version) of every paper shown, once each: what the digest delivers."""
-        seen: dict[str, int] = {}
+        seen: dict[str, int] = {p.arxiv_id: p.version for p in self.for_you}
         for section in self.sections:
             for entry in section.entries:
                 seen[entry.arxiv_id] = entry.version
@@ -311,6 +326,8 @@ def build(
     mllm_trend: Iterable[tuple[str, str, int]] | None = None,
     max_per_tag: int = MAX_PER_TAG,
     all_tasks: bool = False,
+    for_you: Sequence[ForYou] = (),
+    similar_url: Callable[[str], str] | None = None,
 ) -> Digest:
     """Group the window's tagged rows into facets (in reader order, `tracker.reading_order`) and tags.
 
@@ -322,6 +339,8 @@ def build(
         those (None: use `trend`).
     :param all_tasks: list every paper of the task sections, not only MLLM work; a tag the reader
         chose by name is never limited.
+    :param for_you: the reader's "For you" section (`tracker.recommend`), shown first.
+    :param similar_url: the Datasette address of a paper's similar papers, for a link on each paper.
     """
     sent = sent or {}
     chosen = set(tags)
@@ -368,6 +387,7 @@ def build(
             source=row["source"],
             snippet=snippet(row.get("abstract") or ""),
             revision=is_revision(row, window, sent.get(arxiv_id)),
+            similar_url=similar_url(arxiv_id) if similar_url else None,
         )
 
     mondays = trend_mondays(window)
@@ -434,6 +454,7 @@ def build(
         total=len({r["arxiv_id"] for rs in by_tag.values() for r in rs}),
         task_hidden=len(hidden),
         quiet_tags=[s for s in wanted if s not in shown],
+        for_you=list(for_you),
     )
 
 

@@ -1,0 +1,288 @@
+"""A reader's library (`subscribe --library`, `library`), the ranking it gives (`recommend`) and the
+digest's "For you" section, on the demo's real database (994 real papers, tagged and vectorised by the
+real classifier) with arXiv on loopback for missing papers and a real SMTP server for the digest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from digest_support import Inbox, smtp_server
+from helpers import run, sync_args
+
+from tracker.demo.mirror import ArxivMirror, load_corpus
+
+WINDOW = ("--since", "2025-08-01", "--until", "2025-08-07")  # the demo's week: 657 papers
+# Real papers on hallucination in vision-language models, in the demo database; the first is in the window.
+LIBRARY = ["2508.01678", "2506.11417", "2506.04039"]
+# Papers of the window on the same subject: they must come first for this library.
+ALIKE = ["2508.04182", "2508.04567", "2503.10183"]
+# Papers of the window about something else entirely.
+UNRELATED = ["2508.04180", "2508.04517", "2508.04195"]  # molecules, traffic, speech
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("demo")
+    assert run("demo", folder / "demo.db").exit_code == 0
+    return folder
+
+
+@pytest.fixture
+def db_path(demo_db: Path, tmp_path: Path) -> Path:
+    """A private copy of the demo database and its classifier."""
+    for f in demo_db.iterdir():
+        if f.name.startswith("demo.") and not f.name.endswith((".lock", "-shm")):
+            shutil.copy(f, tmp_path / f.name)
+    return tmp_path / "demo.db"
+
+
+def q(db_path: Path, sql: str, *args: object) -> list[tuple]:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_subscribe_with_a_plain_list_matches_ids_and_urls_and_reports_the_rest_by_line(
+    db_path: Path, tmp_path: Path
+) -> None:
+    lib = write(
+        tmp_path / "mine.txt",
+        "# my papers\n2508.01678\nhttps://arxiv.org/abs/2506.11417v2\n\narXiv:2506.04039\n"
+        "not a paper at all\nhep-th/9901001\n",
+    )
+    result = run("subscribe", db_path, "me@example.org", "--library", lib, "--offline")
+    assert result.exit_code == 0, result.output
+    assert "library" in result.stdout and "3 matched" in result.stdout
+    assert (
+        "line 6: no arXiv id" in result.stderr
+        and "line 7: hep-th/9901001 is not in the database" in result.stderr
+    )
+    shown = run("library", db_path, "me@example.org", "--json")
+    rows = json.loads(shown.stdout)
+    assert [(r["line"], r["arxiv_id"], r["status"]) for r in rows] == [
+        (2, "2508.01678", "matched"),
+        (3, "2506.11417", "matched"),
+        (5, "2506.04039", "matched"),
+        (6, None, "unmatched"),
+        (7, "hep-th/9901001", "missing"),
+    ]
+    assert rows[0]["title"].startswith("Cure or Poison?")
+    text = run("library", db_path, "me@example.org").stdout
+    assert "line     6  unmatched" in text and "not a paper at all" in text
+
+
+def test_missing_library_papers_are_fetched_from_arxiv_by_id_and_tagged(
+    db_path: Path, tmp_path: Path
+) -> None:
+    known = {r[0] for r in q(db_path, "SELECT arxiv_id FROM papers")}
+    outside = [r for r in load_corpus() if r["id"] not in known][:2]
+    lib = write(
+        tmp_path / "mine.txt", "\n".join(["2508.01678", *(r["id"] for r in outside), "2401.99999"]) + "\n"
+    )
+    with ArxivMirror(outside) as mirror:
+        result = run("subscribe", db_path, "me@example.org", "--library", lib, "--api-url", mirror.api_url)
+        requests = mirror.api_requests()
+    assert result.exit_code == 0, result.output
+    assert any("id_list" in r for r in requests)
+    assert "1 matched, 2 fetched, 1 missing" in result.stdout
+    rows = q(db_path, "SELECT arxiv_id, status FROM library ORDER BY line")
+    assert rows == [
+        ("2508.01678", "matched"),
+        (outside[0]["id"], "fetched"),
+        (outside[1]["id"], "fetched"),
+        ("2401.99999", "missing"),
+    ]
+    # fetched papers are stored, tagged and vectorised: they count for the reader's model
+    ids = [r["id"] for r in outside]
+    assert q(db_path, "SELECT count(*) FROM paper_vectors WHERE arxiv_id IN (?, ?)", *ids) == [(2,)]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "binary"),
+        (b"2508.01678\nCaf\xe9 papers\n", "UTF-8"),
+        (b"@article{x,\n  title = {Unbalanced {braces},\n", "line 1"),
+    ],
+)
+def test_a_bad_library_file_is_one_line_and_stores_nothing(
+    db_path: Path, tmp_path: Path, content: bytes, message: str
+) -> None:
+    bad = tmp_path / "bad.bib"
+    bad.write_bytes(content)
+    result = run("subscribe", db_path, "me@example.org", "--library", bad, "--offline")
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and message in result.stderr and "Traceback" not in result.output
+    assert q(db_path, "SELECT count(*) FROM subscribers") == [(0,)]
+    assert q(db_path, "SELECT count(*) FROM library") == [(0,)]
+
+
+def test_recommend_puts_the_librarys_subject_first_and_unrelated_papers_far_below(
+    db_path: Path, tmp_path: Path
+) -> None:
+    lib = write(tmp_path / "mine.txt", "\n".join(LIBRARY) + "\n")
+    result = run("recommend", db_path, "--library", lib, *WINDOW, "--limit", "1000", "--json")
+    assert result.exit_code == 0, result.output
+    ranked = json.loads(result.stdout)
+    order = [p["arxiv_id"] for p in ranked]
+    assert len(order) == 656 and "2508.01678" not in order  # the window's papers but the library's own
+    assert set(order[:5]) >= set(ALIKE)
+    # three library papers say little about the long tail; far from the top is what a reader notices
+    assert all(order.index(u) > len(order) // 10 for u in UNRELATED)
+    assert set(ranked[0]) >= {"arxiv_id", "title", "score", "like"}
+    assert ranked[0]["score"] > ranked[-1]["score"]
+    library_titles = {
+        t for (t,) in q(db_path, "SELECT title FROM papers WHERE arxiv_id IN (?, ?, ?)", *LIBRARY)
+    }
+    assert all(p["like"] in library_titles for p in ranked[:20])
+    text = run("recommend", db_path, "--library", lib, *WINDOW, "--limit", "3").stdout
+    assert text.count("like: ") == 3
+
+
+def test_a_stored_reader_model_is_refitted_when_the_library_changes(db_path: Path, tmp_path: Path) -> None:
+    first = write(tmp_path / "a.txt", "\n".join(LIBRARY) + "\n")
+    assert run("subscribe", db_path, "me@example.org", "--library", first, "--offline").exit_code == 0
+    before = run("recommend", db_path, "--for", "me@example.org", *WINDOW, "--limit", "5", "--json")
+    assert [p["arxiv_id"] for p in json.loads(before.stdout)][:3] != []
+    # a library about speech instead: the ranking follows it
+    second = write(tmp_path / "b.txt", "2507.08603\n2507.04738\n2507.05177\n")
+    assert run("subscribe", db_path, "me@example.org", "--library", second, "--offline").exit_code == 0
+    after = json.loads(run("recommend", db_path, "--for", "me@example.org", *WINDOW, "--json").stdout)
+    assert not set(p["arxiv_id"] for p in after[:5]) & set(ALIKE)
+    assert sum("speech" in p["title"].lower() for p in after[:5]) >= 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "pass one of --library FILE or --for EMAIL"),
+        (["--for", "nobody@example.org"], "nobody@example.org has no library papers"),
+        (["--for", "me@example.org", "--week", "2025-W99"], "2025-W99"),
+    ],
+)
+def test_recommend_bad_input_is_one_line(db_path: Path, args: list[str], message: str) -> None:
+    result = run("recommend", db_path, *args)
+    assert result.exit_code != 0
+    assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_the_digest_opens_with_for_you_for_a_reader_with_a_library(db_path: Path, tmp_path: Path) -> None:
+    lib = write(tmp_path / "mine.txt", "\n".join(LIBRARY) + "\n")
+    assert run("subscribe", db_path, "me@example.org", "--library", lib, "--offline").exit_code == 0
+    assert run("subscribe", db_path, "other@example.org").exit_code == 0
+    box = Inbox()
+    controller = smtp_server(box)
+    try:
+        result = run(
+            "digest",
+            db_path,
+            *WINDOW,
+            "--send",
+            "--smtp-host",
+            "127.0.0.1",
+            "--smtp-port",
+            controller.port,
+            "--plain",
+            "--from",
+            "tracker@example.org",
+            "--datasette-url",
+            "http://127.0.0.1:8001",
+        )
+    finally:
+        controller.stop()
+    assert result.exit_code == 0, result.output
+    mails = box.by_recipient()
+    mine = mails["me@example.org"][0]
+    text = mine.get_body(("plain",)).get_content()
+    html = mine.get_body(("html",)).get_content()
+    # "For you" comes first, then the tag sections
+    assert text.index("== For you ==") < text.index("Papers per tag")
+    section = text[text.index("== For you ==") : text.index("Papers per tag")]
+    assert section.count("\n* ") == 10 and section.count("like: ") == 10
+    assert "Hacking Hallucinations of MLLMs" in section
+    assert html.index(">For you<") < html.index('id="tag-')
+    assert html.count("like: ") == 10
+    assert "http://127.0.0.1:8001/demo/similar?id=2508.04182" in html
+    # a reader without a library gets the tag sections only
+    other = mails["other@example.org"][0].get_body(("plain",)).get_content()
+    assert "For you" not in other
+    # the papers of "For you" are recorded as delivered with the rest
+    assert q(
+        db_path,
+        "SELECT count(*) FROM digest_papers WHERE recipient = 'me@example.org' AND arxiv_id = '2508.04182'",
+    ) == [(1,)]
+
+
+def test_unsubscribe_takes_the_library_and_model_away(db_path: Path, tmp_path: Path) -> None:
+    lib = write(tmp_path / "mine.txt", "\n".join(LIBRARY) + "\n")
+    assert run("subscribe", db_path, "me@example.org", "--library", lib, "--offline").exit_code == 0
+    assert q(db_path, "SELECT count(*) FROM reader_models") == [(1,)]  # fitted when subscribing
+    assert run("unsubscribe", db_path, "me@example.org").exit_code == 0
+    assert q(db_path, "SELECT count(*) FROM library") == [(0,)]
+    assert q(db_path, "SELECT count(*) FROM reader_models") == [(0,)]
+
+
+def test_a_sync_that_brings_a_closer_paper_puts_it_first_in_the_similar_list(db_path: Path) -> None:
+    """The nightly path: sync stores a new paper, classify vectorises it, and the neighbours of the
+    papers it is close to now list it (here a revised copy of a paper's text under a new id)."""
+    before = json.loads(run("similar", db_path, "2508.04182", "--json").stdout)
+    assert len(before) == 10 and all(p["arxiv_id"] != "2508.04182" for p in before)
+    ((title, abstract),) = q(db_path, "SELECT title, abstract FROM papers WHERE arxiv_id = '2508.04182'")
+    twin = {
+        "id": "2508.09999",
+        "title": title + " (extended version)",
+        "abstract": abstract,
+        "categories": ["cs.CV"],
+        "primary_category": "cs.CV",
+        "published": "2025-08-06T10:00:00Z",
+        "updated": "2025-08-06T10:00:00Z",
+    }
+    with ArxivMirror([twin]) as mirror:
+        args = sync_args(db_path, mirror, "--since", "2025-08-05", "--until", "2025-08-07", "--no-feed")
+        result = run(*[a for a in args if a != "--no-classify"])
+    assert result.exit_code == 0, result.output
+    assert "1 with new similar papers" in result.output
+    after = json.loads(run("similar", db_path, "2508.04182", "--json").stdout)
+    assert after[0]["arxiv_id"] == "2508.09999" and after[0]["score"] > 0.9
+    assert [p["arxiv_id"] for p in after[1:]] == [p["arxiv_id"] for p in before[:9]]  # pushed the tenth out
+    mine = json.loads(run("similar", db_path, "2508.09999", "--json").stdout)
+    assert mine[0]["arxiv_id"] == "2508.04182" and all(p["arxiv_id"] != "2508.09999" for p in mine)
+    text = run("similar", db_path, "arXiv:2508.09999v1", "--limit", "3").stdout
+    assert text.count("\n") == 3 and "2508.04182" in text.splitlines()[0]
+
+
+def test_similar_bad_input_is_one_line(db_path: Path) -> None:
+    for args, message in (
+        (["2512.99999"], "2512.99999 is not in"),
+        (["not-an-id"], "is not an arXiv id"),
+        (["2508.04182", "--limit", "0"], "--limit"),
+    ):
+        result = run("similar", db_path, *args)
+        assert result.exit_code != 0 and message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.output
+
+
+def test_a_new_vocabulary_refits_the_stored_reader_model(db_path: Path, tmp_path: Path) -> None:
+    """After a retrain every paper is vectorised under the new model; the reader's stored model, fitted
+    over the old vocabulary, must not be used with it."""
+    from tracker import recommend, store
+
+    lib = write(tmp_path / "mine.txt", "\n".join(LIBRARY) + "\n")
+    assert run("subscribe", db_path, "me@example.org", "--library", lib, "--offline").exit_code == 0
+    (old_model,) = q(db_path, "SELECT model_id FROM reader_models")
+    db = store.open_db(db_path)
+    db.execute("UPDATE paper_vectors SET model_id = 'retrained'")
+    db.conn.commit()
+    n_terms = recommend.Vocabulary.of(db, db_path).n_terms
+    model = recommend.Vocabulary(db, "retrained", n_terms).reader("me@example.org", save=True)
+    assert model is not None and model.model_id == "retrained"
+    assert q(db_path, "SELECT model_id FROM reader_models") == [("retrained",)] != [old_model]
