@@ -286,3 +286,49 @@ def test_a_new_vocabulary_refits_the_stored_reader_model(db_path: Path, tmp_path
     model = recommend.Vocabulary(db, "retrained", n_terms).reader("me@example.org", save=True)
     assert model is not None and model.model_id == "retrained"
     assert q(db_path, "SELECT model_id FROM reader_models") == [("retrained",)] != [old_model]
+
+
+@pytest.fixture(scope="module")
+def corpus_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole bundled corpus (9,481 real papers) in a database, without a classifier."""
+    from sample_db import build_sample_db
+
+    return build_sample_db(tmp_path_factory.mktemp("corpus") / "corpus.db")
+
+
+@pytest.mark.parametrize(
+    ("fixture", "by_title", "unmatched", "missing"),
+    [
+        # "Attention Is All You Need" is not in the corpus; line 82 is a GitHub repository
+        ("zotero.bib", [35, 62, 68], [74, 82], []),
+        ("zotero.csv", [10], [11], []),
+        ("zotero.ris", [49], [], [58]),  # an old-style physics paper the corpus does not hold
+        ("reading-list.txt", [], [13, 14], [10, 11]),
+    ],
+)
+def test_real_shaped_exports_are_matched_by_id_or_title_and_the_rest_reported(
+    corpus_db: Path,
+    tmp_path: Path,
+    fixture: str,
+    by_title: list[int],
+    unmatched: list[int],
+    missing: list[int],
+) -> None:
+    db_path = tmp_path / "corpus.db"
+    shutil.copy(corpus_db, db_path)
+    library = Path(__file__).parent / "fixtures" / "library" / fixture
+    result = run("subscribe", db_path, "me@example.org", "--library", library, "--offline")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(run("library", db_path, "me@example.org", "--json").stdout)
+    assert [r["line"] for r in rows if r["status"] == "unmatched"] == unmatched
+    assert [r["line"] for r in rows if r["status"] == "missing"] == missing
+    for line in unmatched + missing:
+        assert f"line {line}: " in result.stderr
+    matched = [r for r in rows if r["status"] == "matched"]
+    assert matched and all(r["title"] for r in matched)
+    # entries known only by their title found their paper: the stored title is that title
+    from tracker.library import normalise_title
+
+    titled = [r for r in matched if r["line"] in by_title]
+    assert len(titled) == len(by_title) and all(r["arxiv_id"] for r in titled)
+    assert all(normalise_title(r["entry"]) == normalise_title(r["title"]) for r in titled)

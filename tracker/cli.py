@@ -424,10 +424,11 @@ def classify_new(db: Database, db_path: str) -> None:
             f"the classifier cannot be imported: module {exc.name or exc} is missing; "
             "reinstall the tracker and its dependencies: pip install -e ."
         ) from None
-    bar = for_terminal("classify", unit="papers")
-    report = run_classify(db, db_path, progress=bar)
-    if bar:
-        bar.close()
+    bar, near = for_terminal("classify", unit="papers"), for_terminal("similar", unit="papers")
+    report = run_classify(db, db_path, progress=bar, similar_progress=near)
+    for shown in (bar, near):
+        if shown:
+            shown.close()
     click.echo(
         f"classify: {report.papers} papers, {report.tagged} tagged, {report.neighbours} with new similar "
         f"papers (model {report.model_id[:12]})"
@@ -493,12 +494,18 @@ def classify(db_path: str, all_papers: bool) -> None:
 
     with store.writer_lock(db_path):
         db = store.open_db(db_path)
-        bar = for_terminal("classify", unit="papers")
-        report = classifier.run_classify(db, db_path, all_papers=all_papers, progress=bar)
-        if bar:
-            bar.close()
+        bar, near = for_terminal("classify", unit="papers"), for_terminal("similar", unit="papers")
+        report = classifier.run_classify(
+            db, db_path, all_papers=all_papers, progress=bar, similar_progress=near
+        )
+        for shown in (bar, near):
+            if shown:
+                shown.close()
     trained = " (trained a new model first)" if report.trained else ""
-    click.echo(f"classify: {report.papers} papers, {report.tagged} tagged (model {report.model_id}){trained}")
+    click.echo(
+        f"classify: {report.papers} papers, {report.tagged} tagged, {report.neighbours} with new similar "
+        f"papers (model {report.model_id}){trained}"
+    )
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)

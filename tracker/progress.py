@@ -38,13 +38,17 @@ class TerminalProgress:
         self.unit = unit
         self.stream = stream or sys.stderr
         self.interval = interval
-        self.started = time.monotonic()
+        # The clock starts at the first update, not at creation: a bar made before an earlier step
+        # finishes (classify's "similar" after its tagging) must not count that step in its rate.
+        self.started: float | None = None
         self._shown = 0.0
         self._width = 0
 
     def update(self, fraction: float, count: int, note: str = "", *, force: bool = False) -> None:
         """Show progress: `fraction` of the work done (0..1), `count` items so far, and a short note."""
         now = time.monotonic()
+        if self.started is None:
+            self.started = now
         if not force and now - self._shown < self.interval:
             return
         self._shown = now
@@ -58,10 +62,11 @@ class TerminalProgress:
         self._width = len(line)
 
     def close(self) -> None:
-        """End the progress line so later output starts on a fresh line."""
+        """End the progress line so later output starts on a fresh line (once: closing again is a no-op)."""
         if self._width:
             self.stream.write("\n")
             self.stream.flush()
+            self._width = 0
 
 
 class StatusLine:

@@ -124,7 +124,12 @@ def _tagged_chunks(
 
 
 def run_classify(
-    db: Database, db_path: str | Path, *, all_papers: bool = False, progress: Progress | None = None
+    db: Database,
+    db_path: str | Path,
+    *,
+    all_papers: bool = False,
+    progress: Progress | None = None,
+    similar_progress: Progress | None = None,
 ) -> ClassifyReport:
     """Tag papers not yet tagged by the current model (or all), training first if there is no model.
 
@@ -132,6 +137,7 @@ def run_classify(
     an interrupted run keeps every finished chunk.
 
     :param progress: updated after each chunk with the papers done so far
+    :param similar_progress: updated while the similar papers of new and changed vectors are computed
     """
     started = time.monotonic()
     model_path, meta_path = model_paths(db_path)
@@ -156,6 +162,9 @@ def run_classify(
         tagged += rows.tagged
         if progress:
             progress.update(papers / max(total, papers), papers, force=papers >= total)
+    close = getattr(progress, "close", None)
+    if callable(close):  # a terminal bar: end its line before the next step draws its own
+        close()
     # New and changed vectors against all: their similar papers, and their place in the others' lists.
-    near = update_neighbours(db, model_id, model.n_terms)
+    near = update_neighbours(db, model_id, model.n_terms, progress=similar_progress)
     return ClassifyReport(papers, tagged, model_id, trained, time.monotonic() - started, near.papers)

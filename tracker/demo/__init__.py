@@ -62,6 +62,8 @@ def render_tour(db_path: str, counts: Mapping[str, int], strongest: Sequence[Map
         "\nNext, try:",
         f"  sqlite-utils search {db_path} papers 'visual instruction tuning' -c title --limit 5",
         f"  tracker explain {db_path} {example}",
+        f"  tracker similar {db_path} {example}",
+        f"  tracker recommend {db_path} --library my-papers.bib --since 2025-08-01 --until 2025-08-07",
         f"  tracker digest {db_path} --since 2025-08-01 --until 2025-08-07",
         f"  tracker serve {db_path}",
         f"  tracker status {db_path}    # flags the snapshot as stale: its newest paper is from 2025",
