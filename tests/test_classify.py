@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import skops.io as sio
 from click.testing import CliRunner
-from helpers import run_on_terminal
+from helpers import terminal_output
 
 from tracker import classify, store
 from tracker.classify import fitting, modelfile, pipeline
@@ -389,9 +389,15 @@ def test_classify_shows_a_progress_bar_on_a_terminal_and_nothing_under_cron(
 ):
     _train(db_path, taxonomy, labels, records)
     papers = len({r["id"] for r in records})
-    status, stdout, line = run_on_terminal("classify", db_path, "--all")
-    assert status == 0, line
-    assert re.fullmatch(rf"classify 100\.0% {papers:,} papers [\d,]+/s ETA --", line), line
+    status, stdout, shown = terminal_output("classify", db_path, "--all")
+    lines = [line.strip() for line in shown.replace("\r", "\n").splitlines() if line.strip()]
+    assert status == 0, shown
+    # the tagging bar ends at 100 %, then the similar-papers step draws its own on the next line
+    tagging = [line for line in lines if line.startswith("classify ")]
+    assert re.fullmatch(rf"classify 100\.0% {papers:,} papers [\d,]+/s ETA --", tagging[-1]), lines
+    assert re.fullmatch(rf"similar 100\.0% {papers:,} papers [\d,]+/s ETA -- .*lists updated", lines[-1]), (
+        lines
+    )
     assert f"classify: {papers} papers".encode() in stdout
     # Under cron (stderr not a terminal) only the one summary line on stdout.
     piped = CliRunner().invoke(cli, ["classify", str(db_path), "--all"], catch_exceptions=False)
