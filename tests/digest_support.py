@@ -159,6 +159,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def send_args(port: int, sender: str = "tracker@example.org") -> list[str]:
+    """`tracker digest` options that mail through the loopback SMTP server on `port`, without TLS."""
+    return ["--send", "--smtp-host", "127.0.0.1", "--smtp-port", str(port), "--plain", "--from", sender]
+
+
 def smtp_server(inbox: Inbox, auth: tuple[str, str] | None = None) -> Controller:
     """A started aiosmtpd Controller on 127.0.0.1 (stop() it when done)."""
     kwargs: dict[str, Any] = {}

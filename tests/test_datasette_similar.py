@@ -78,7 +78,7 @@ def db_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
             (ADDRESS,),
         )
         conn.execute(
-            "INSERT INTO library (email, line, arxiv_id, entry, status) VALUES (?, 1, '2401.00001', ?, 'matched')",
+            "INSERT INTO library (email, position, line, arxiv_id, entry, status) VALUES (?, 1, 1, '2401.00001', ?, 'matched')",
             (ADDRESS, LIBRARY_ENTRY),
         )
         conn.execute(

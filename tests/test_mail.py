@@ -19,6 +19,7 @@ from digest_support import (
     corpus_records,
     make_week_db,
     paper_row,
+    send_args,
     silent_server,
     smtp_server,
 )
@@ -61,14 +62,7 @@ def send(db_path, port, *extra, week="2026-W47"):
         str(db_path),
         "--week",
         week,
-        "--send",
-        "--smtp-host",
-        "127.0.0.1",
-        "--smtp-port",
-        str(port),
-        "--plain",
-        "--from",
-        "tracker@example.org",
+        *send_args(port),
         *extra,
     ]
     return CliRunner().invoke(cli, args, catch_exceptions=False)

@@ -5,12 +5,13 @@ real classifier) with arXiv on loopback for missing papers and a real SMTP serve
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
-from digest_support import Inbox, smtp_server
+from digest_support import Inbox, send_args, smtp_server
 from helpers import run, sync_args
 
 from tracker.demo.mirror import ArxivMirror, load_corpus
@@ -165,7 +166,7 @@ def test_a_stored_reader_model_is_refitted_when_the_library_changes(db_path: Pat
     ("args", "message"),
     [
         ([], "pass one of --library FILE or --for EMAIL"),
-        (["--for", "nobody@example.org"], "nobody@example.org has no library papers"),
+        (["--for", "nobody@example.org"], "nobody@example.org is not subscribed"),
         (["--for", "me@example.org", "--week", "2025-W99"], "2025-W99"),
     ],
 )
@@ -186,14 +187,7 @@ def test_the_digest_opens_with_for_you_for_a_reader_with_a_library(db_path: Path
             "digest",
             db_path,
             *WINDOW,
-            "--send",
-            "--smtp-host",
-            "127.0.0.1",
-            "--smtp-port",
-            controller.port,
-            "--plain",
-            "--from",
-            "tracker@example.org",
+            *send_args(controller.port),
             "--datasette-url",
             "http://127.0.0.1:8001",
         )
@@ -332,3 +326,139 @@ def test_real_shaped_exports_are_matched_by_id_or_title_and_the_rest_reported(
     titled = [r for r in matched if r["line"] in by_title]
     assert len(titled) == len(by_title) and all(r["arxiv_id"] for r in titled)
     assert all(normalise_title(r["entry"]) == normalise_title(r["title"]) for r in titled)
+
+
+def test_two_entries_on_one_line_are_both_kept(db_path: Path, tmp_path: Path) -> None:
+    """`cat a.bib b.bib` when a.bib has no final newline: two entries start on line 1."""
+    lib = write(tmp_path / "cat.bib", "@misc{a, eprint={2508.01678}}@misc{b, eprint={2506.11417}}\n")
+    result = run("subscribe", db_path, "me@example.org", "--library", lib, "--offline")
+    assert result.exit_code == 0, result.output
+    assert q(db_path, "SELECT line, arxiv_id FROM library ORDER BY position") == [
+        (1, "2508.01678"),
+        (1, "2506.11417"),
+    ]
+
+
+def test_a_short_famous_title_is_found_among_many_longer_ones(db_path: Path, tmp_path: Path) -> None:
+    from tracker import store
+    from tracker.parse import PaperRow
+
+    def paper(n: int, title: str) -> PaperRow:
+        day = "2025-08-05T00:00:00+00:00"
+        return {
+            "arxiv_id": f"2508.{90000 + n}",
+            "version": 1,
+            "title": title,
+            "abstract": "x",
+            "published": day,
+        }
+
+    longer = [paper(n, f"Visual Instruction Tuning for Domain {n}") for n in range(30)]
+    store.save_papers(store.open_db(db_path), [*longer, paper(99, "Visual Instruction Tuning")])
+    lib = write(
+        tmp_path / "vit.bib", "@inproceedings{liu2023,\n  title = {Visual {Instruction} Tuning},\n}\n"
+    )
+    assert run("subscribe", db_path, "me@example.org", "--library", lib, "--offline").exit_code == 0
+    assert q(db_path, "SELECT arxiv_id, status FROM library") == [("2508.90099", "matched")]
+
+
+def test_a_new_library_keeps_the_readers_tags(db_path: Path, tmp_path: Path) -> None:
+    assert run("subscribe", db_path, "me@example.org", "--tag", "hallucination").exit_code == 0
+    lib = write(tmp_path / "mine.txt", "\n".join(LIBRARY) + "\n")
+    result = run("subscribe", db_path, "me@example.org", "--library", lib, "--offline")
+    assert "updated me@example.org: hallucination" in result.stdout
+    assert q(db_path, "SELECT tags FROM subscribers") == [('["hallucination"]',)]
+
+
+def test_subscribe_never_trains_a_classifier_and_arxiv_down_stores_nothing(
+    db_path: Path, tmp_path: Path
+) -> None:
+    from tracker.demo.mirror import Fault
+
+    for model_file in db_path.parent.glob("demo.classifier.*"):
+        model_file.unlink()
+    known = {r[0] for r in q(db_path, "SELECT arxiv_id FROM papers")}
+    outside = [r for r in load_corpus() if r["id"] not in known][:1]
+    lib = write(tmp_path / "mine.txt", f"2508.01678\n{outside[0]['id']}\n")
+    papers = q(db_path, "SELECT count(*) FROM papers")
+    with ArxivMirror(outside) as mirror:
+        mirror.faults.extend(Fault(status=503) for _ in range(5))
+        args = ["subscribe", db_path, "me@example.org", "--library", lib, "--api-url", mirror.api_url]
+        down = run(*args, "--retries", "0", "--delay", "0")
+        assert down.exit_code != 0 and down.stderr.count("\n") == 1 and "503" in down.stderr
+        assert "Traceback" not in down.output
+        assert q(db_path, "SELECT count(*) FROM subscribers") == [(0,)]
+        assert q(db_path, "SELECT count(*) FROM papers") == papers
+        mirror.faults.clear()
+        up = run(*args, "--delay", "0")
+    assert up.exit_code == 0, up.output
+    assert q(db_path, "SELECT status FROM library ORDER BY position") == [("matched",), ("fetched",)]
+    assert not list(db_path.parent.glob("demo.classifier.*"))  # the nightly classify trains, not subscribe
+    assert "classify:" not in up.stdout
+
+
+def test_for_you_leaves_out_what_the_reader_already_got_and_escapes_titles(
+    db_path: Path, tmp_path: Path
+) -> None:
+    lib = write(tmp_path / "mine.txt", "\n".join(LIBRARY) + "\n")
+    assert run("subscribe", db_path, "me@example.org", "--library", lib, "--offline").exit_code == 0
+    with sqlite3.connect(db_path) as conn:  # a hostile title on the paper ranked first
+        conn.execute(
+            "UPDATE papers SET title = '<script>alert(1)</script> ' || title WHERE arxiv_id = '2508.04567'"
+        )
+    box = Inbox()
+    controller = smtp_server(box)
+    send = send_args(controller.port)
+    try:
+        first = run("digest", db_path, "--since", "2025-08-01", "--until", "2025-08-07", *send)
+        second = run("digest", db_path, "--since", "2025-08-02", "--until", "2025-08-07", *send)
+    finally:
+        controller.stop()
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    one, two = box.by_recipient()["me@example.org"]
+    html = one.get_body(("html",)).get_content()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html
+    assert "similar?id=" not in html  # mail gets no loopback links unless --datasette-url says where
+
+    def for_you(message: object) -> set[str]:
+        text = message.get_body(("plain",)).get_content()  # type: ignore[attr-defined]
+        start = text.index("== For you ==")
+        # the tag sections follow, or say nothing is new in them (the second digest repeats none)
+        end = min(
+            i for i in (text.find("Papers per tag"), text.find("Nothing new in your tags")) if i > start
+        )
+        return set(re.findall(r"arxiv.org/abs/(\S+)", text[start:end]))
+
+    assert len(for_you(one)) == 10 and len(for_you(two)) == 10
+    assert not for_you(one) & for_you(two)
+
+
+def test_an_upgraded_database_says_to_classify_then_ranks(db_path: Path, tmp_path: Path) -> None:
+    """A database from before paper vectors: its papers are tagged but have no vectors yet."""
+    lib = write(tmp_path / "mine.txt", "\n".join(LIBRARY) + "\n")
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DELETE FROM paper_vectors")
+        conn.execute("DELETE FROM similar_papers")
+    result = run("recommend", db_path, "--library", lib, *WINDOW)
+    assert result.exit_code != 0 and "run: tracker classify" in result.stderr
+    assert "run tracker classify" in run("similar", db_path, "2508.04182").stderr
+    classified = run("classify", db_path)
+    assert classified.exit_code == 0 and "994 papers" in classified.stdout  # every paper, to get its vector
+    assert run("recommend", db_path, "--library", lib, *WINDOW).exit_code == 0
+    assert len(json.loads(run("similar", db_path, "2508.04182", "--json").stdout)) == 10
+
+
+def test_a_backfill_gives_its_papers_similar_papers_too(db_path: Path) -> None:
+    from oai_server import OaiServer, load_records
+    from test_backfill import backfill_args
+
+    records = [r for r in load_records("hepcrawl_*.xml") if r.datestamp.startswith("2016-03")]
+    with OaiServer({"arXiv": records}) as oai:
+        args = backfill_args(db_path, oai, "2016-03-01", "2016-03-31")
+        result = run(*[a for a in args if a != "--no-classify"])  # classify, as the nightly backfill does
+    assert result.exit_code == 0, result.output
+    ids = [r[0] for r in q(db_path, "SELECT arxiv_id FROM papers WHERE published LIKE '2016-%'")]
+    assert ids and f"{len(ids)} with new similar papers" in result.output
+    for arxiv_id in ids:
+        listed = json.loads(run("similar", db_path, arxiv_id, "--json").stdout)
+        assert len(listed) == 10 and arxiv_id not in {p["arxiv_id"] for p in listed}

@@ -63,7 +63,7 @@ def add_private_state(path: Path) -> None:
         )
         # Their library (issue 15), the model fitted on it, and a paper's vector.
         conn.execute(
-            "INSERT INTO library (email, line, arxiv_id, entry, status) VALUES (?, 1, ?, ?, 'matched')",
+            "INSERT INTO library (email, position, line, arxiv_id, entry, status) VALUES (?, 1, 1, ?, ?, 'matched')",
             (ADDRESS, arxiv_id, LIBRARY_ENTRY),
         )
         conn.execute(

@@ -396,6 +396,9 @@ def delete_mode_db(tmp_path: Path) -> Path:
         ["digest", "--week", "2026-W47", "--out", "OUT.html"],
         ["explain", "2506.04039"],
         ["public-copy", "OUT.db"],  # a cold review found it (and serve) switching the source to WAL
+        ["similar", "2506.04039"],
+        ["library", "me@example.org"],
+        ["recommend", "--for", "me@example.org", "--week", "2026-W47"],
     ],
 )
 def test_read_commands_never_switch_the_journal_mode(

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from tracker.store import ReviewCandidate
 
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+LOCAL_DATASETTE = "http://127.0.0.1:8001"  # where `tracker serve` listens by default
 
 
 class Seconds(click.FloatRange):
@@ -712,10 +713,8 @@ def load_digest_taxonomy(db: Database) -> DigestTaxonomy:
 @click.option(
     "--datasette-url",
     envvar="TRACKER_DATASETTE_URL",
-    default="http://127.0.0.1:8001",
-    show_default=True,
-    help="Where `tracker serve` answers, for each paper's 'similar papers' link in the HTML "
-    "(env TRACKER_DATASETTE_URL; empty: no link)",
+    help="Where readers reach `tracker serve`, for each paper's 'similar papers' link in the HTML (env "
+    "TRACKER_DATASETTE_URL). Default: no links in mail (--send), http://127.0.0.1:8001 in a file or print",
 )
 @wait_option()
 @click.option("--now", hidden=True, help="Pretend it is this ISO date-time (reproducible output)")
@@ -737,7 +736,7 @@ def digest(
     skip_empty: bool,
     max_per_tag: int,
     all_tasks: bool,
-    datasette_url: str,
+    datasette_url: str | None,
     wait: float,
     now: str | None,
 ) -> None:
@@ -781,7 +780,9 @@ def digest(
         max_per_tag,
         all_tasks,
         db_path,
-        datasette_url=datasette_url or None,
+        # A loopback address means nothing to a reader's mail client: mail gets links only when told where.
+        datasette_url=(datasette_url if datasette_url is not None else None if send else LOCAL_DATASETTE)
+        or None,
         readers=True,
         save_models=send,
     )
@@ -867,25 +868,38 @@ def subscribe(
     from pathlib import Path
 
     from tracker import mail, readers, store
+    from tracker.config import model_paths
     from tracker.library import read_library
+    from tracker.parse import PaperRow
 
     email = mail.check_address(email)
     # A bad file fails here, before anything is stored.
     library = read_library(Path(library_file)) if library_file else None
+    fetched: list[PaperRow] = []
+    if library and not offline:
+        # Fetched before the writer lock is taken: a slow arXiv must not make the nightly sync wait.
+        from tracker.fetch import PoliteSession
+
+        missing = readers.resolve(store.open_readonly(db_path), library)
+        session = PoliteSession(
+            delay=delay, timeout=timeout, retries=retries, url_options={api_url: "--api-url"}
+        )
+        fetched = readers.fetch_missing(missing, session, api_url, report=lambda m: click.echo(m, err=True))
     with store.writer_lock(db_path, wait):
         db = store.open_db(db_path)
-        chosen = load_digest_taxonomy(db).validate(tags)
-        resolved = readers.resolve(db, library) if library else []
-        if library and not offline:
-            from tracker.fetch import PoliteSession
-
-            session = PoliteSession(
-                delay=delay, timeout=timeout, retries=retries, url_options={api_url: "--api-url"}
-            )
-            if readers.fetch_missing(
-                db, resolved, session, api_url, report=lambda m: click.echo(m, err=True)
-            ):
-                classify_new(db, db_path)  # fetched papers get their tags and vectors
+        current = dict(store.list_subscribers(db)).get(email)
+        # A new library alone keeps the tags the reader chose; --tag (or a plain subscribe) sets them.
+        chosen = (
+            current
+            if library and not tags and current is not None
+            else load_digest_taxonomy(db).validate(tags)
+        )
+        if fetched:
+            with db.atomic():
+                store.save_papers(db, fetched)
+            if model_paths(db_path)[0].exists():  # else the nightly classify tags them (no training here)
+                classify_new(db, db_path)
+        resolved = readers.resolve(db, library, {p["arxiv_id"] for p in fetched}) if library else []
         with db.atomic():  # the subscriber and their library together, or neither
             new = store.save_subscriber(db, email, chosen)
             if library:
@@ -902,11 +916,13 @@ def subscribe(
 @cli.command()
 @click.argument("db_path", type=click.Path(dir_okay=False))
 @click.argument("arxiv_id", type=ArxivId())
-@click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True, help="Papers to list")
+@click.option(
+    "--limit", type=click.IntRange(1, 10), default=10, show_default=True, help="Papers to list (10 are kept)"
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array (arxiv_id, title, score)")
 @handle_errors
 def similar(db_path: str, arxiv_id: str, limit: int, as_json: bool) -> None:
-    """The papers nearest to ARXIV_ID by TF-IDF cosine, closest first (kept up to date by sync and classify).
+    """List the papers nearest to ARXIV_ID by TF-IDF cosine, closest first (kept by sync and classify).
 
     \b
     Example:
@@ -915,6 +931,7 @@ def similar(db_path: str, arxiv_id: str, limit: int, as_json: bool) -> None:
     """
     existing(db_path)
     import json
+    import shlex
 
     from tracker import store
 
@@ -922,15 +939,16 @@ def similar(db_path: str, arxiv_id: str, limit: int, as_json: bool) -> None:
     if not store.paper_exists(db, arxiv_id):
         raise ConfigError(f"{arxiv_id} is not in {db_path}")
     rows = store.similar_to(db, arxiv_id, limit)
+    if not rows:
+        raise ConfigError(
+            f"{arxiv_id} has no similar papers yet (no abstract, or not classified): "
+            f"run tracker classify {shlex.quote(db_path)}"
+        )
     if as_json:
         click.echo(
             json.dumps([{**r, "score": round(r["score"], 4)} for r in rows], indent=2, ensure_ascii=False)
         )
         return
-    if not rows:
-        raise ConfigError(
-            f"{arxiv_id} has no similar papers yet (no abstract, or not classified): run tracker classify {db_path}"
-        )
     for r in rows:
         click.echo(f"{r['score']:.3f}  {r['arxiv_id']:<16}  {r['title']}")
 
@@ -958,6 +976,7 @@ def library(db_path: str, email: str, as_json: bool) -> None:
     """
     existing(db_path)
     import json
+    import shlex
 
     from tracker import store
 
@@ -965,10 +984,9 @@ def library(db_path: str, email: str, as_json: bool) -> None:
     rows = store.library_rows(db, email.strip())
     if not rows:
         known = any(e == email.strip() for e, _ in store.list_subscribers(db))
+        again = f"tracker subscribe {shlex.quote(db_path)} {email} --library FILE"
         raise ConfigError(
-            f"{email} has no library; add one: tracker subscribe DB_PATH {email} --library FILE"
-            if known
-            else f"{email} is not subscribed"
+            f"{email} has no library; add one: {again}" if known else f"{email} is not subscribed"
         )
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -988,7 +1006,7 @@ def library(db_path: str, email: str, as_json: bool) -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="Rank by this library file (matched offline against the database)",
 )
-@click.option("--for", "email", help="Rank for this subscriber's stored library")
+@click.option("--for", "email", metavar="EMAIL", help="Rank for this subscriber's stored library")
 @window_options()
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True, help="Papers to list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array (arxiv_id, title, score, like)")
@@ -1014,6 +1032,7 @@ def recommend(
     """
     existing(db_path)
     import json
+    import shlex
     from pathlib import Path
 
     from tracker import readers, recommend, store
@@ -1033,28 +1052,26 @@ def recommend(
         for line in readers.problems(resolved):
             click.echo(line, err=True)
         model = vocab.fit(ids)
-    else:
-        assert email is not None
-        ids = store.library_ids(db, email.strip())
-        stored = vocab.reader(email.strip(), save=False)
+    elif email is not None:
+        email = email.strip()
+        if email not in dict(store.list_subscribers(db)):
+            raise ConfigError(f"{email} is not subscribed")
+        ids = store.library_ids(db, email)
+        if not ids:
+            again = f"tracker subscribe {shlex.quote(db_path)} {email} --library FILE"
+            raise ConfigError(f"{email} has no library papers in the database; add some: {again}")
+        stored = vocab.reader(email, save=False)
         if stored is None:
-            raise ConfigError(
-                f"{email} has no library papers in the database; "
-                f"add some: tracker subscribe DB_PATH {email} --library FILE"
-            )
+            raise ConfigError(vocab.why_nothing(ids))
         model = stored
-    picks = recommend.rank(
-        vocab,
-        recommend.Window.read(vocab, window.since.isoformat(), window.until.isoformat()),
-        model,
-        ids,
-        limit,
-    )
+    papers = recommend.Window.read(vocab, window.since.isoformat(), window.until.isoformat())
+    picks = recommend.rank(vocab, papers, model, ids, limit)
     if as_json:
         click.echo(json.dumps([p.as_json() for p in picks], indent=2, ensure_ascii=False))
         return
     if not picks:
-        click.echo(f"{window.label}: no papers with abstracts in this window", err=True)
+        said = "only papers of the library" if papers.ids else "no classified papers"
+        click.echo(f"{window.label}: {said} in this window; nothing to rank", err=True)
         return
     click.echo(f"{window.label}: {len(picks)} papers for this library, best first")
     for p in picks:

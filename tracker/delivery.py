@@ -121,13 +121,17 @@ class DigestSource:
         if self.ranking is None:
             return []
         vocab, window = self.ranking
-        # A stored model is refitted when the library or the vocabulary changed (and saved when sending).
-        model = vocab.reader(reader, save=self.save_models)
-        if model is None:
+        try:
+            # A stored model is refitted when the library or the vocabulary changed (saved when sending).
+            model = vocab.reader(reader, save=self.save_models)
+            if model is None:
+                return []
+            library = store.library_ids(self.db, reader)
+            picks = recommend.rank(vocab, window, model, library, limit, frozenset(sent))
+        except (TrackerError, ValueError, sqlite3.Error) as exc:
+            # One reader's ranking must not stop everyone's digest: theirs goes out without the section.
+            log.warning("For you for %s left out: %s", reader, exc)
             return []
-        picks = recommend.rank(
-            vocab, window, model, store.library_ids(self.db, reader), limit, frozenset(sent)
-        )
         return [
             digest.ForYou(
                 p.arxiv_id,

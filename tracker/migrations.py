@@ -324,11 +324,12 @@ def m011_readers_and_neighbours(db: Database) -> None:
         );
         CREATE TABLE library (
             email TEXT NOT NULL REFERENCES subscribers(email),
+            position INTEGER NOT NULL,         -- the entry's place in the file (two may share a line)
             line INTEGER NOT NULL,             -- where in the file the entry starts
             arxiv_id TEXT,                     -- NULL: could not be matched
             entry TEXT NOT NULL,               -- what the file said (id, URL, DOI or title)
             status TEXT NOT NULL,              -- matched / fetched / missing / unmatched
-            PRIMARY KEY (email, line)
+            PRIMARY KEY (email, position)
         );
         CREATE TABLE reader_models (
             email TEXT PRIMARY KEY REFERENCES subscribers(email),

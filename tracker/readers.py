@@ -6,7 +6,7 @@ What could not be matched is kept with its line, so `tracker library` can say wh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import arxiv
@@ -15,7 +15,7 @@ from sqlite_utils import Database
 from tracker import store
 from tracker.fetch import PoliteSession, fetch_results, make_client
 from tracker.library import Library, normalise_title
-from tracker.parse import paper_from_result
+from tracker.parse import PaperRow, paper_from_result
 
 ID_BATCH = 100  # ids per id_list request, as sync uses
 
@@ -42,53 +42,54 @@ def match_title(db: Database, title: str) -> str | None:
     key = normalise_title(title)
     if not key:
         return None
-    for arxiv_id, candidate in store.title_matches(db, " ".join(key.split()[:12])):
-        if normalise_title(candidate) == key:
-            return arxiv_id
+    words = " ".join(key.split()[:12])
+    # The phrase first; the words in any order only when a stored title's LaTeX or punctuation splits
+    # its words differently from the library's (`$\textit{S}^3$` against `S^3`).
+    for phrase in (True, False):
+        for arxiv_id, candidate in store.title_matches(db, words, phrase=phrase):
+            if normalise_title(candidate) == key:
+                return arxiv_id
     return None
 
 
-def resolve(db: Database, library: Library) -> list[Resolved]:
-    """Each entry matched against the database, without the network."""
+def resolve(db: Database, library: Library, fetched: Collection[str] = ()) -> list[Resolved]:
+    """Each entry matched against the database, without the network.
+
+    :param fetched: ids just fetched from arXiv for this library: reported as `fetched`, not `matched`
+    """
     out = []
     for e in library.entries:
         if e.arxiv_id:
-            status = MATCHED if store.paper_exists(db, e.arxiv_id) else MISSING
-            out.append(Resolved(e.line, e.arxiv_id, e.text, status))
+            found = store.paper_exists(db, e.arxiv_id)
+            status = (FETCHED if e.arxiv_id in fetched else MATCHED) if found else MISSING
+            out.append(Resolved(e.line, e.arxiv_id, e.title or e.text, status))
             continue
-        found = match_title(db, e.title) if e.title else None
-        out.append(Resolved(e.line, found, e.text, MATCHED if found else UNMATCHED))
+        match = match_title(db, e.title) if e.title else None
+        out.append(Resolved(e.line, match, e.text, MATCHED if match else UNMATCHED))
     return out
 
 
 def fetch_missing(
-    db: Database,
     resolved: Sequence[Resolved],
     session: PoliteSession,
     api_url: str,
     report: Callable[[str], None] | None = None,
-) -> int:
-    """Fetch the entries' missing papers by id (`id_list`), store them, and mark those arXiv returned as
-    fetched; returns how many were. Each batch is stored in one transaction."""
+) -> list[PaperRow]:
+    """The records of the entries' missing papers, fetched from arXiv by id (`id_list`, in batches).
+
+    Only reads the network: the caller stores them (under the writer lock, which a slow arXiv must not
+    hold up for the nightly sync)."""
     wanted = sorted({r.arxiv_id for r in resolved if r.status == MISSING and r.arxiv_id})
-    if not wanted:
-        return 0
     client = make_client(session, api_url, ID_BATCH)
+    rows: list[PaperRow] = []
     for start in range(0, len(wanted), ID_BATCH):
         chunk = wanted[start : start + ID_BATCH]
-        rows = [
-            paper_from_result(r)
-            for r in fetch_results(client, arxiv.Search(id_list=chunk, max_results=len(chunk)))
-        ]
-        with db.atomic():
-            store.save_papers(db, rows)
+        search = arxiv.Search(id_list=chunk, max_results=len(chunk))
+        rows += [paper_from_result(r) for r in fetch_results(client, search)]
         if report:
-            report(f"fetched {min(start + ID_BATCH, len(wanted))}/{len(wanted)} library papers from arXiv")
-    fetched = 0
-    for r in resolved:
-        if r.status == MISSING and r.arxiv_id and store.paper_exists(db, r.arxiv_id):
-            r.status, fetched = FETCHED, fetched + 1
-    return fetched
+            asked = min(start + ID_BATCH, len(wanted))
+            report(f"asked arXiv for {asked}/{len(wanted)} library papers; {len(rows)} found")
+    return rows
 
 
 def summary(library: Library, resolved: Sequence[Resolved]) -> str:

@@ -13,6 +13,7 @@ scores 100 readers with one matrix product.
 from __future__ import annotations
 
 import hashlib
+import shlex
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,8 +93,8 @@ def closest(X: sp.csr_matrix, X_lib: sp.csr_matrix) -> np.ndarray:
 class Vocabulary:
     """The classifier vocabulary paper vectors are stored under, and reads of those vectors."""
 
-    def __init__(self, db: Database, model_id: str, n_terms: int) -> None:
-        self.db, self.model_id, self.n_terms = db, model_id, n_terms
+    def __init__(self, db: Database, model_id: str, n_terms: int, db_path: str | Path = "DB_PATH") -> None:
+        self.db, self.model_id, self.n_terms, self.db_path = db, model_id, n_terms, db_path
 
     @classmethod
     def of(cls, db: Database, db_path: str | Path) -> Vocabulary:
@@ -102,7 +103,7 @@ class Vocabulary:
         from tracker.config import model_paths
 
         model, meta = load_model(*model_paths(db_path), db_path)
-        return cls(db, str(meta["model_id"]), model.n_terms)
+        return cls(db, str(meta["model_id"]), model.n_terms, db_path)
 
     def matrix(self, blobs: Sequence[tuple[bytes, bytes]]) -> sp.csr_matrix:
         return store.unpack_rows(list(blobs), self.n_terms)
@@ -117,9 +118,7 @@ class Vocabulary:
         """A model for a library of these paper ids (InputError if none of them has a vector yet)."""
         kept, X_lib = self.library(ids)
         if not kept:
-            raise InputError(
-                "none of the library's papers is in the database with its abstract; nothing to rank by"
-            )
+            raise InputError(self.why_nothing(ids))
         seed = zlib.crc32(f"{seed_text}|{self.model_id}".encode())
         mine = set(kept)
         rest = [
@@ -129,6 +128,15 @@ class Vocabulary:
         ]
         weights, bias = fit_reader(X_lib, self.matrix(rest))
         return ReaderModel(self.model_id, library_hash(kept), weights, bias)
+
+    def why_nothing(self, ids: Sequence[str]) -> str:
+        """Why a library of these ids gives nothing to rank by, and what to do about it."""
+        if not ids:
+            return "none of the library's entries names a paper in the database; nothing to rank by"
+        return (
+            f"the library's {len(ids)} papers in the database have no TF-IDF vectors under the current "
+            f"model yet; run: tracker classify {shlex.quote(str(self.db_path))}"
+        )
 
     def reader(self, email: str, *, save: bool) -> ReaderModel | None:
         """The subscriber's stored model, refitted first if their library or the vocabulary changed since;

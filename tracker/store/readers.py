@@ -24,8 +24,8 @@ def save_library(db: Database, email: str, rows: Sequence[tuple[int, str | None,
         db.conn.execute("DELETE FROM library WHERE email = ?", (email,))
         db.conn.execute("DELETE FROM reader_models WHERE email = ?", (email,))
         db.conn.executemany(
-            "INSERT INTO library (email, line, arxiv_id, entry, status) VALUES (?, ?, ?, ?, ?)",
-            [(email, *row) for row in rows],
+            "INSERT INTO library (email, position, line, arxiv_id, entry, status) VALUES (?, ?, ?, ?, ?, ?)",
+            [(email, position, *row) for position, row in enumerate(rows, 1)],
         )
 
 
@@ -34,7 +34,7 @@ def library_rows(db: Database, email: str) -> list[dict[str, Any]]:
     return list(
         db.query(
             "SELECT l.line, l.arxiv_id, l.entry, l.status, p.title FROM library l "
-            "LEFT JOIN papers p ON p.arxiv_id = l.arxiv_id WHERE l.email = ? ORDER BY l.line",
+            "LEFT JOIN papers p ON p.arxiv_id = l.arxiv_id WHERE l.email = ? ORDER BY l.position",
             [email],
         )
     )
@@ -93,7 +93,8 @@ def window_vectors(
     db: Database, model_id: str, since: str, until: str
 ) -> list[tuple[str, int, str, bytes, bytes]]:
     """(arxiv_id, version, title, terms, weights) of the papers whose day lies in [since, until] and that
-    have a vector under `model_id` (papers seen only in a feed so far have no abstract yet: left out)."""
+    have a vector under `model_id`; papers still waiting for their full record (`needs_metadata`) are left
+    out, as the digest's tag sections leave them out."""
     sql = f"""
         SELECT p.arxiv_id, p.version, p.title, v.terms, v.weights
         FROM papers p JOIN paper_vectors v ON v.arxiv_id = p.arxiv_id
@@ -129,15 +130,22 @@ def sample_vectors(db: Database, model_id: str, size: int, seed: int) -> list[tu
     return out
 
 
-def title_matches(db: Database, words: str, limit: int = 20) -> list[tuple[str, str]]:
-    """(arxiv_id, title) of papers whose title or abstract holds all these words (full-text search):
-    the candidates a library entry known only by its title is compared with."""
-    terms = " ".join(f'"{w}"' for w in words.split() if w)
-    if not terms:
+def title_matches(db: Database, words: str, *, phrase: bool = True, limit: int = 50) -> list[tuple[str, str]]:
+    """(arxiv_id, title) of papers whose title holds these words (full-text search), shortest title first:
+    the candidates a library entry known only by its title is compared with. Shortest first, so a famous
+    short title ("Segment Anything") is among them however many longer titles contain its words.
+
+    :param phrase: the words in this order (few candidates, fast); else all of them anywhere in the title
+    """
+    tokens = [w for w in words.replace('"', " ").split() if w]
+    if not tokens:
         return []
+    query = (
+        f'title : "{" ".join(tokens)}"' if phrase else "title : (" + " ".join(f'"{w}"' for w in tokens) + ")"
+    )
     rows = db.conn.execute(
         "SELECT p.arxiv_id, p.title FROM papers_fts f JOIN papers p ON p.rowid = f.rowid "
-        "WHERE papers_fts MATCH ? LIMIT ?",
-        (f"title : ({terms})", limit),
+        "WHERE papers_fts MATCH ? ORDER BY length(p.title), p.arxiv_id LIMIT ?",
+        (query, limit),
     )
     return [(r[0], r[1]) for r in rows]
