@@ -873,8 +873,9 @@ def subscribe(
     from tracker.parse import PaperRow
 
     email = mail.check_address(email)
-    # A bad file fails here, before anything is stored.
+    # A bad file or tag fails here, before anything is fetched or stored.
     library = read_library(Path(library_file)) if library_file else None
+    load_digest_taxonomy(store.open_readonly(db_path)).validate(tags)
     fetched: list[PaperRow] = []
     if library and not offline:
         # Fetched before the writer lock is taken: a slow arXiv must not make the nightly sync wait.
