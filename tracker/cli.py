@@ -855,8 +855,9 @@ def subscribe(
     """Subscribe EMAIL to the weekly digest (all tags, or those given); rerun to change the tags.
 
     With --library, papers of the file missing from the database are fetched from arXiv by id
-    (--offline: not), and entries that name no paper are listed with their line. The library is
-    private: `tracker serve` and `public-copy` never show it.
+    (--offline: not), and entries that name no paper are listed with their line; a rerun with only
+    --library replaces the library and keeps the tags. The library is private: `tracker serve` and
+    `public-copy` never show it.
 
     \b
     Example:
