@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -76,6 +77,14 @@ def sync_args(db: Path, m: ArxivMirror, *extra: str) -> list[str]:
         "--no-classify",
         *extra,
     ]
+
+
+def query(db_path: Path | str, sql: str, *params: object) -> list[tuple]:
+    """Rows of one SQL statement on a database file, through a connection of its own."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+        return conn.execute(sql, params).fetchall()
 
 
 def db_snapshot(path: Path, *, check_time: bool = True) -> list[tuple]:

@@ -6,15 +6,15 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run, run_on_terminal
+from helpers import query, run, run_on_terminal
 from oai_server import Canned, OaiServer, load_records
 
 from tracker import store
@@ -41,8 +41,10 @@ BOMB = (
 )
 
 
-def backfill_args(db: Path, oai: OaiServer, start: str, end: str, *extra: str) -> list[str]:
-    cats = [a for c in CATEGORIES for a in ("--category", c)]
+def backfill_args(
+    db: Path, oai: OaiServer, start: str, end: str, *extra: str, categories: Sequence[str] = CATEGORIES
+) -> list[str]:
+    cats = [a for c in categories for a in ("--category", c)]
     return [
         "backfill",
         str(db),
@@ -60,14 +62,6 @@ def backfill_args(db: Path, oai: OaiServer, start: str, end: str, *extra: str) -
         *cats,
         *extra,
     ]
-
-
-def query(db: Path, sql: str, *params: object) -> list[tuple]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def paper_ids(db: Path) -> set[str]:
@@ -125,24 +119,7 @@ def test_progress_bar_shows_rate_and_eta_on_a_terminal(tmp_path: Path) -> None:
 def test_only_configured_categories_are_kept(tmp_path: Path) -> None:
     db = tmp_path / "papers.db"
     with OaiServer({"arXiv": RECORDS}) as oai:
-        args = [
-            "backfill",
-            db,
-            "--from",
-            "2016-03-01",
-            "--until",
-            "2016-07-31",
-            "--set",
-            "physics",
-            "--oai-url",
-            oai.url,
-            "--delay",
-            "0",
-            "--no-classify",
-            "--category",
-            "hep-ex",
-        ]
-        result = run(*args)
+        result = run(*backfill_args(db, oai, "2016-03-01", "2016-07-31", categories=["hep-ex"]))
     assert result.exit_code == 0, result.output
     assert paper_ids(db) == {"1603.01251", "1606.07538", "1607.00786"}
     assert "9 records in 5 window(s), 3 in the wanted categories" in result.stdout

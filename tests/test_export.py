@@ -17,7 +17,7 @@ import bibtexparser
 import pytest
 from bibtexparser.bparser import BibTexParser
 from digest_support import READER_RULES, corpus_records, make_reader_db
-from helpers import run
+from helpers import query, run
 from markdown_it import MarkdownIt
 from sample_db import build_sample_db
 
@@ -29,10 +29,6 @@ from tracker.reading_order import facet_rank
 @pytest.fixture(scope="module")
 def db_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_sample_db(tmp_path_factory.mktemp("export") / "papers.db")
-
-
-def query(db_path: Path, sql: str, *params: object) -> list[tuple]:
-    return sqlite3.connect(db_path).execute(sql, params).fetchall()
 
 
 def export(db_path: Path, *args: str) -> str:

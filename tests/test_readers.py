@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from digest_support import Inbox, send_args, smtp_server
+from helpers import query as q
 from helpers import run, sync_args
 
 from tracker.demo.mirror import ArxivMirror, load_corpus
@@ -39,11 +40,6 @@ def db_path(demo_db: Path, tmp_path: Path) -> Path:
         if f.name.startswith("demo.") and not f.name.endswith((".lock", "-shm")):
             shutil.copy(f, tmp_path / f.name)
     return tmp_path / "demo.db"
-
-
-def q(db_path: Path, sql: str, *args: object) -> list[tuple]:
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute(sql, args).fetchall()
 
 
 def write(path: Path, text: str) -> Path:

@@ -11,11 +11,11 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 import sqlite_utils
 from helpers import FIXTURES, db_snapshot, run, sync_args
+from helpers import query as q
 
 from tracker import store
 from tracker.demo.mirror import Fault
@@ -24,14 +24,6 @@ from tracker.sync import Syncer, SyncOptions
 
 API = FIXTURES / "api"
 WINDOW = ["--since", "2024-03-01", "--until", "2024-03-31", "--no-feed"]
-
-
-def q(db: Path, sql: str, *params) -> list[tuple]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def test_pagination_stores_every_paper_in_about_n_over_page_size_requests(tmp_path, mirror, march_2024):

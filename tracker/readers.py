@@ -9,15 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-import arxiv
 from sqlite_utils import Database
 
 from tracker import store
-from tracker.fetch import PoliteSession, fetch_results, make_client
+from tracker.fetch import PoliteSession, make_client
 from tracker.library import Library, normalise_title
-from tracker.parse import PaperRow, paper_from_result
-
-ID_BATCH = 100  # ids per id_list request, as sync uses
+from tracker.parse import PaperRow
+from tracker.sync import ID_BATCH, records_by_id
 
 # How an entry ended up; `missing`: an arXiv id the database lacks (offline, or arXiv did not know it).
 MATCHED, FETCHED, MISSING, UNMATCHED = "matched", "fetched", "missing", "unmatched"
@@ -80,14 +78,10 @@ def fetch_missing(
     Only reads the network: the caller stores them (under the writer lock, which a slow arXiv must not
     hold up for the nightly sync)."""
     wanted = sorted({r.arxiv_id for r in resolved if r.status == MISSING and r.arxiv_id})
-    client = make_client(session, api_url, ID_BATCH)
     rows: list[PaperRow] = []
-    for start in range(0, len(wanted), ID_BATCH):
-        chunk = wanted[start : start + ID_BATCH]
-        search = arxiv.Search(id_list=chunk, max_results=len(chunk))
-        rows += [paper_from_result(r) for r in fetch_results(client, search)]
+    for asked, found in records_by_id(make_client(session, api_url, ID_BATCH), wanted):
+        rows += found
         if report:
-            asked = min(start + ID_BATCH, len(wanted))
             report(f"asked arXiv for {asked}/{len(wanted)} library papers; {len(rows)} found")
     return rows
 

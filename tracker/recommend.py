@@ -119,6 +119,9 @@ class Vocabulary:
         kept, X_lib = self.library(ids)
         if not kept:
             raise InputError(self.why_nothing(ids))
+        return self._fit(kept, X_lib, seed_text)
+
+    def _fit(self, kept: Sequence[str], X_lib: sp.csr_matrix, seed_text: str) -> ReaderModel:
         seed = zlib.crc32(f"{seed_text}|{self.model_id}".encode())
         mine = set(kept)
         rest = [
@@ -144,7 +147,7 @@ class Vocabulary:
         ids = store.library_ids(self.db, email)
         if not ids:
             return None
-        kept = list(store.vector_blobs(self.db, self.model_id, ids))
+        kept, X_lib = self.library(ids)
         if not kept:
             return None
         stored = store.reader_model(self.db, email)
@@ -152,7 +155,7 @@ class Vocabulary:
             weights = np.frombuffer(stored["weights"], dtype="<f4")
             if len(weights) == self.n_terms:
                 return ReaderModel(self.model_id, stored["library_hash"], weights, float(stored["bias"]))
-        model = self.fit(ids, email)
+        model = self._fit(kept, X_lib, email)
         if save:
             store.save_reader_model(
                 self.db, email, self.model_id, model.library_hash, model.weights, model.bias

@@ -29,6 +29,7 @@ from sqlite_utils import Database
 
 from tracker.progress import Progress
 from tracker.store import vectors
+from tracker.store.vectors import Lists
 
 K = 10
 BATCH = 2000
@@ -42,8 +43,6 @@ DENSE_SHARE = 0.02
 # scores are compared with this much slack, so a paper exactly at a floor is never lost to rounding.
 MARGIN = 1e-5
 MIN_SCORE = 1e-6  # no shared term: not similar at all
-
-Lists = dict[str, list[tuple[str, float]]]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -228,13 +228,9 @@ class Syncer:
             return
         query = f"id_list ({len(ids)} ids)"
         with store.recorded_run(self.db, "api", query, None, None, requests=self._requests) as run:
-            for start in range(0, len(ids), ID_BATCH):
-                chunk = ids[start : start + ID_BATCH]
-                search = arxiv.Search(id_list=chunk, max_results=len(chunk))
-                rows = [paper_from_result(r) for r in fetch_results(self.client, search)]
+            for done, rows in records_by_id(self.client, ids):
                 with self.db.atomic():
                     run.counts += store.save_papers(self.db, rows)
-                done = min(start + ID_BATCH, len(ids))
                 self._report(f"full records: {done}/{len(ids)}", done / len(ids), done)
             self.report.missing = store.papers_needing_metadata(self.db)
             # Not added to the report: each of these papers was counted when its announcement was stored.
@@ -245,6 +241,14 @@ class Syncer:
                 len(self.report.missing),
                 ", ".join(self.report.missing[:5]),
             )
+
+
+def records_by_id(client: arxiv.Client, ids: Sequence[str]) -> Iterator[tuple[int, list[PaperRow]]]:
+    """The API's full records of these ids, ID_BATCH at a time (`id_list`): (ids asked so far, records)."""
+    for start in range(0, len(ids), ID_BATCH):
+        chunk = list(ids[start : start + ID_BATCH])
+        search = arxiv.Search(id_list=chunk, max_results=len(chunk))
+        yield min(start + ID_BATCH, len(ids)), [paper_from_result(r) for r in fetch_results(client, search)]
 
 
 def load_files(db: Database, paths: Sequence[Path], progress: Progress | None = None) -> SyncReport:

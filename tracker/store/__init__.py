@@ -64,7 +64,6 @@ from tracker.store.readers import (
     save_library,
     save_reader_model,
     title_matches,
-    vector_blobs,
     window_vectors,
 )
 from tracker.store.runs import (
@@ -98,7 +97,7 @@ from tracker.store.tagging import (
     stored_tags,
     strongest_tagged,
 )
-from tracker.store.vectors import pack_rows, similar_to, unpack_rows
+from tracker.store.vectors import pack_rows, similar_to, unpack_rows, vector_blobs
 
 __all__ = [
     "BUSY_TIMEOUT_MS",

@@ -13,6 +13,7 @@ from sqlite_utils import Database
 
 from tracker.store.core import utcnow
 from tracker.store.papers import IN_WINDOW_SQL
+from tracker.store.vectors import in_parts
 
 
 def save_library(db: Database, email: str, rows: Sequence[tuple[int, str | None, str, str]]) -> None:
@@ -75,20 +76,6 @@ def save_reader_model(
         )
 
 
-def vector_blobs(db: Database, model_id: str, ids: Sequence[str]) -> dict[str, tuple[bytes, bytes]]:
-    """{arxiv_id: (terms, weights)} of those papers that have a vector under `model_id`."""
-    out: dict[str, tuple[bytes, bytes]] = {}
-    for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
-        chunk = list(ids[start : start + 500])
-        marks = ", ".join("?" * len(chunk))
-        rows = db.conn.execute(
-            f"SELECT arxiv_id, terms, weights FROM paper_vectors WHERE model_id = ? AND arxiv_id IN ({marks})",
-            [model_id, *chunk],
-        )
-        out.update((r[0], (r[1], r[2])) for r in rows)
-    return out
-
-
 def window_vectors(
     db: Database, model_id: str, since: str, until: str
 ) -> list[tuple[str, int, str, bytes, bytes]]:
@@ -119,12 +106,11 @@ def sample_vectors(db: Database, model_id: str, size: int, seed: int) -> list[tu
         return [(r[0], r[1], r[2]) for r in rows]
     picks = np.sort(np.random.default_rng(seed).choice(top, size=size, replace=False) + 1).tolist()
     out: list[tuple[str, bytes, bytes]] = []
-    for start in range(0, len(picks), 500):
-        chunk = picks[start : start + 500]
-        marks = ", ".join("?" * len(chunk))
+    for part in in_parts(picks):
         rows = db.conn.execute(
-            f"SELECT arxiv_id, terms, weights FROM paper_vectors WHERE model_id = ? AND rowid IN ({marks})",
-            [model_id, *chunk],
+            "SELECT arxiv_id, terms, weights FROM paper_vectors "
+            f"WHERE model_id = ? AND rowid IN ({', '.join('?' * len(part))})",
+            [model_id, *part],
         )
         out += [(r[0], r[1], r[2]) for r in rows]
     return out

@@ -88,15 +88,21 @@ def pending_ids(db: Database, model_id: str, limit: int) -> list[str]:
     return [r[0] for r in db.conn.execute(sql, (model_id, model_id, limit))]
 
 
-def vectors_of(db: Database, model_id: str, ids: Sequence[str], n_features: int) -> sp.csr_matrix:
-    """The vectors of these papers under `model_id`, one row each in the order given (empty if missing)."""
+def vector_blobs(db: Database, model_id: str, ids: Sequence[str]) -> dict[str, tuple[bytes, bytes]]:
+    """{arxiv_id: (terms, weights)} of those papers that have a vector under `model_id`."""
     found: dict[str, tuple[bytes, bytes]] = {}
-    for part in _parts(ids):
+    for part in in_parts(ids):
         sql = (
             "SELECT arxiv_id, terms, weights FROM paper_vectors "
             f"WHERE +model_id = ? AND arxiv_id IN ({', '.join('?' * len(part))})"
         )
         found.update((r[0], (r[1], r[2])) for r in db.conn.execute(sql, [model_id, *part]))
+    return found
+
+
+def vectors_of(db: Database, model_id: str, ids: Sequence[str], n_features: int) -> sp.csr_matrix:
+    """The vectors of these papers under `model_id`, one row each in the order given (empty if missing)."""
+    found = vector_blobs(db, model_id, ids)
     return unpack_rows([found.get(i, (b"", b"")) for i in ids], n_features)
 
 
@@ -186,7 +192,7 @@ def _save_floors(db: Database, rows: Sequence[tuple[float, str | None, str]]) ->
 def neighbour_lists(db: Database, ids: Collection[str]) -> Lists:
     """The stored neighbour lists of these papers, closest first: {arxiv_id: [(similar_id, score), ...]}."""
     lists: Lists = {a: [] for a in ids}
-    for part in _parts(list(ids)):
+    for part in in_parts(list(ids)):
         sql = (
             "SELECT arxiv_id, similar_id, score FROM similar_papers "
             f"WHERE arxiv_id IN ({', '.join('?' * len(part))}) ORDER BY arxiv_id, rank"
@@ -205,7 +211,7 @@ def similar_to(db: Database, arxiv_id: str, limit: int = 10) -> list[dict[str, A
     return [dict(r) for r in db.query(sql, [arxiv_id, limit])]
 
 
-def _parts(ids: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+def in_parts(ids: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
     """Ids in runs short enough for one `IN (...)` (SQLite's default limit is 32,766 parameters)."""
     for start in range(0, len(ids), size):
         yield ids[start : start + size]
