@@ -93,7 +93,9 @@ def test_every_docs_page_is_in_the_site_nav_and_every_link_resolves():
 
 
 def test_mkdocs_site_builds_strictly(tmp_path):
-    pytest.importorskip("mkdocs", reason="mkdocs is the docs extra (pip install -e '.[docs]'); .ci/run builds the site")
+    pytest.importorskip(
+        "mkdocs", reason="mkdocs is the docs extra (pip install -e '.[docs]'); .ci/run builds the site"
+    )
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
         cwd=ROOT,
